@@ -1,0 +1,113 @@
+"""`dictune` command line: parses arguments, configures logging, calls the stage. No logic of its own.
+
+    dictune run CONFIG [key=value ...] [--force STAGE] [--only STAGE]
+    dictune <stage> CONFIG [key=value ...]          one stage, always rerun
+    dictune model import SPEC --out DIR | dictune model info SPEC
+    dictune <tool> ...                               score, transcribe, export (see --help)
+
+Stage modules keep their top-level imports light (torch and transformers are imported inside
+functions) so that `dictune --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from pipeline.errors import DictuneError
+
+logger = logging.getLogger("dictune")
+
+# Commands that are not config-driven stages: name -> module with add_arguments(parser), main(args) -> int.
+TOOLS: dict[str, str] = {}
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dictune %(levelname).1s %(message)s"))
+    root = logging.getLogger("dictune")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _load_config(args: argparse.Namespace):
+    from pipeline.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.runner import run_all
+
+    run_all(_load_config(args), force=args.force or (), only=args.only or ())
+    return 0
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from pipeline.runner import get_stage, run_stage
+
+    module = get_stage(args.stage).load()
+    if hasattr(module, "main") and args.config is None:
+        return module.main(args)  # config-less form, e.g. `dictune ingest --source PATH --out DIR`
+    if args.config is None:
+        raise DictuneError(f"{args.stage}: a CONFIG file is required")
+    run_stage(_load_config(args), args.stage, force=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.runner import STAGES
+
+    parser = argparse.ArgumentParser(
+        prog="dictune", description="Adapt Whisper to a dictation domain with LoRA, and measure the gain."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run all stages in order, skipping unchanged ones")
+    run.add_argument("config", help="YAML config")
+    run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=50")
+    run.add_argument("--force", action="append", metavar="STAGE", help="rerun this stage ('all' for every)")
+    run.add_argument("--only", action="append", metavar="STAGE", help="run only these stages")
+    run.set_defaults(func=_cmd_run)
+
+    for spec in STAGES:
+        module = spec.load()
+        doc = (module.__doc__ or spec.name).strip().splitlines()[0]
+        stage = sub.add_parser(spec.name, help=doc, description=module.__doc__)
+        has_main = hasattr(module, "main")
+        stage.add_argument("config", nargs="?" if has_main else None, help="YAML config")
+        stage.add_argument("overrides", nargs="*", help="key=value overrides")
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(stage)
+        stage.set_defaults(func=_cmd_stage, stage=spec.name)
+
+    for name, module_name in TOOLS.items():
+        module = importlib.import_module(module_name)
+        doc = (module.__doc__ or name).strip().splitlines()[0]
+        tool = sub.add_parser(name, help=doc, description=module.__doc__)
+        module.add_arguments(tool)
+        tool.set_defaults(func=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except DictuneError as e:
+        print(f"dictune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dictune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The canonical record of one utterance, JSONL manifests (NeMo style) and the rejects file.
+
+A manifest line is a JSON object with at least `audio_filepath`, `duration` and `text`; dictune adds
+`id`, `speaker`, `text_norm` and keeps any other keys it finds in `extra`. Files ending in `.gz` are
+read and written compressed. Writes are atomic: readers never see a half-written manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import DictuneError
+from pipeline.files import atomic_open
+
+
+class ManifestError(DictuneError):
+    """A manifest line that cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str  # unique within a manifest
+    audio_filepath: str  # absolute, or relative to the manifest's directory
+    duration: float  # seconds
+    text: str  # training target (formatted)
+    text_norm: str | None = None  # scoring form (domain-safe normalization)
+    speaker: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # any other keys, kept as they came
+
+    _KNOWN = ("id", "audio_filepath", "duration", "text", "text_norm", "speaker")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self._KNOWN if getattr(self, k) is not None}
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        extra = {k: v for k, v in data.items() if k not in cls._KNOWN}
+        return cls(
+            id=str(data["id"]),
+            audio_filepath=str(data["audio_filepath"]),
+            duration=float(data["duration"]),
+            text=str(data["text"]),
+            text_norm=data.get("text_norm"),
+            speaker=data.get("speaker"),
+            extra=extra,
+        )
+
+    def replace(self, **changes: Any) -> Record:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Reject:
+    source: str  # file the item came from
+    line: int | None  # 1-based line in that file (None for directory sources)
+    reason: str  # why it was not kept, one line
+    stage: str  # the stage that rejected it
+    id: str | None = None
+    audio_filepath: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where}: {self.reason}"
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; a bad line raises ManifestError."""
+    path = Path(path)
+    try:
+        handle = _open_text(path)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path}:{number}: invalid JSON ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise ManifestError(f"{path}:{number}: expected a JSON object")
+            yield number, obj
+
+
+def read_manifest(path: str | os.PathLike) -> list[Record]:
+    """Read a canonical manifest (as written by dictune); any bad line raises ManifestError."""
+    records = []
+    for number, obj in iter_jsonl(path):
+        try:
+            records.append(Record.from_dict(obj))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"{path}:{number}: not a manifest record ({e!r})") from e
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
+    """Atomically write dicts as JSONL (gzip when the name ends in .gz); returns the row count."""
+    path = Path(path)
+    count = 0
+    if path.suffix == ".gz":
+        with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            for row in rows:
+                gz.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+                count += 1
+        return count
+    with atomic_open(path, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def write_manifest(path: str | os.PathLike, records: Iterable[Record]) -> int:
+    return write_jsonl(path, (r.to_dict() for r in records))
+
+
+def write_rejects(path: str | os.PathLike, rejects: Iterable[Reject]) -> int:
+    return write_jsonl(path, (r.to_dict() for r in rejects))
+
+
+def read_rejects(path: str | os.PathLike) -> list[Reject]:
+    return [Reject(**obj) for _, obj in iter_jsonl(path)]
+
+
+def resolve_audio_path(record: Record, manifest_path: str | os.PathLike) -> Path:
+    """A record's audio path as an absolute path (relative paths are relative to the manifest)."""
+    audio = Path(record.audio_filepath)
+    return audio if audio.is_absolute() else (Path(manifest_path).parent / audio).resolve()

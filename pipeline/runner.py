@@ -1,0 +1,116 @@
+"""Run stages in order; skip a stage whose inputs and config are unchanged since it last finished.
+
+Each stage module (pipeline/stages/<name>.py) exposes:
+    SECTIONS: tuple[str, ...]        config sections (besides model, seed) that change its output
+    inputs(config) -> list[Path]     files and folders whose content its output depends on
+    run(config) -> dict              does the work, writes under config.stage_dir(name), returns a summary
+
+After a stage finishes, a stamp `<work_dir>/<stage>/.stage.json` records the fingerprint (hash of the
+config sections, the base model spec, the seed and the content of the inputs). `dictune run` skips a
+stage whose stamp matches; `--force` reruns it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pipeline.config import Config, config_to_dict
+from pipeline.errors import DictuneError
+from pipeline.files import atomic_write_json, sha256_json, sha256_paths
+
+logger = logging.getLogger("dictune")
+
+STAMP_NAME = ".stage.json"
+STAMP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # CLI subcommand and output folder name
+    module: str  # import path of the stage module
+    in_run: bool = True  # part of `dictune run`
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+# The order of `dictune run`. Only stages that are built are listed: nothing here is a stub.
+STAGES: tuple[StageSpec, ...] = ()
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in STAGES]
+
+
+def get_stage(name: str) -> StageSpec:
+    for spec in STAGES:
+        if spec.name == name:
+            return spec
+    raise DictuneError(f"unknown stage {name!r}; built stages: {', '.join(stage_names()) or 'none'}")
+
+
+def fingerprint(config: Config, spec: StageSpec, module: ModuleType | None = None) -> str:
+    module = module or spec.load()
+    sections = {name: config_to_dict(config.section(name)) for name in getattr(module, "SECTIONS", ())}
+    inputs = [Path(p) for p in module.inputs(config)]
+    return sha256_json(
+        {
+            "stamp_version": STAMP_VERSION,
+            "stage": spec.name,
+            "model": config_to_dict(config.model),
+            "seed": config.seed,
+            "lexicon": config.lexicon,
+            "sections": sections,
+            "inputs": sha256_paths(inputs),
+        }
+    )
+
+
+def read_stamp(config: Config, name: str) -> dict[str, Any] | None:
+    path = config.stage_dir(name) / STAMP_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def run_stage(config: Config, name: str, force: bool = True) -> dict[str, Any]:
+    """Run one stage (always, unless force=False and its stamp matches); returns its summary."""
+    spec = get_stage(name)
+    module = spec.load()
+    before = fingerprint(config, spec, module)
+    stamp = read_stamp(config, name)
+    if not force and stamp and stamp.get("fingerprint") == before:
+        logger.info("%s: inputs and config unchanged, skipped", name)
+        return {"skipped": True, **stamp.get("summary", {})}
+    logger.info("%s: running", name)
+    start = time.monotonic()
+    summary = module.run(config) or {}
+    elapsed = time.monotonic() - start
+    # Fingerprint again: a stage may create its own inputs' parents (e.g. synthesized audio).
+    after = fingerprint(config, spec, module)
+    atomic_write_json(
+        config.stage_dir(name) / STAMP_NAME,
+        {"fingerprint": after, "seconds": round(elapsed, 2), "summary": summary},
+    )
+    logger.info("%s: done in %.1f s", name, elapsed)
+    return summary
+
+
+def run_all(config: Config, force: Iterable[str] = (), only: Iterable[str] = ()) -> dict[str, Any]:
+    """Run every stage of `dictune run` in order, skipping those whose stamp matches."""
+    force, only = set(force), set(only)
+    results = {}
+    for spec in STAGES:
+        if not spec.in_run or (only and spec.name not in only):
+            continue
+        results[spec.name] = run_stage(config, spec.name, force=spec.name in force or "all" in force)
+    return results
