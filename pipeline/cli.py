@@ -20,8 +20,21 @@ from pipeline.errors import DictuneError
 
 logger = logging.getLogger("dictune")
 
-# Commands that are not config-driven stages: name -> module with add_arguments(parser), main(args) -> int.
-TOOLS: dict[str, str] = {}
+TOOLS_PACKAGE = "pipeline.tools"
+
+
+def _tool_modules() -> dict[str, str]:
+    """Commands that are not config-driven stages: each module in pipeline/tools/ defines
+    add_arguments(parser) and main(args) -> int; the command name is the module name."""
+    import pkgutil
+
+    import pipeline.tools
+
+    return {
+        info.name: f"{TOOLS_PACKAGE}.{info.name}"
+        for info in pkgutil.iter_modules(pipeline.tools.__path__)
+        if not info.name.startswith("_")
+    }
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -86,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
             module.add_arguments(stage)
         stage.set_defaults(func=_cmd_stage, stage=spec.name)
 
-    for name, module_name in TOOLS.items():
+    for name, module_name in _tool_modules().items():
         module = importlib.import_module(module_name)
         doc = (module.__doc__ or name).strip().splitlines()[0]
         tool = sub.add_parser(name, help=doc, description=module.__doc__)

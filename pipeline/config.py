@@ -99,7 +99,7 @@ class Config:
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     lexicon: str | None = None  # domain terms, one per line
     model: ModelConfig = field(default_factory=ModelConfig)
-    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    synthesize: SynthesizeConfig | None = None  # demo corpus only; absent for recorded data
     ingest: IngestConfig = field(default_factory=IngestConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)

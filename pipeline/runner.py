@@ -13,6 +13,7 @@ stage whose stamp matches; `--force` reruns it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import time
@@ -42,8 +43,19 @@ class StageSpec:
         return importlib.import_module(self.module)
 
 
-# The order of `dictune run`. Only stages that are built are listed: nothing here is a stub.
-STAGES: tuple[StageSpec, ...] = ()
+# The order of `dictune run`. A stage is listed only when its module exists: nothing here is a stub.
+STAGE_ORDER = ("synthesize", "ingest", "segment", "normalize", "train", "evaluate", "transcribe")
+
+
+def _built_stages() -> tuple[StageSpec, ...]:
+    return tuple(
+        StageSpec(name, f"pipeline.stages.{name}")
+        for name in STAGE_ORDER
+        if importlib.util.find_spec(f"pipeline.stages.{name}") is not None
+    )
+
+
+STAGES: tuple[StageSpec, ...] = _built_stages()
 
 
 def stage_names() -> list[str]:
@@ -111,6 +123,9 @@ def run_all(config: Config, force: Iterable[str] = (), only: Iterable[str] = ())
     results = {}
     for spec in STAGES:
         if not spec.in_run or (only and spec.name not in only):
+            continue
+        if getattr(config, spec.name, True) is None:
+            logger.info("%s: not configured, skipped", spec.name)
             continue
         results[spec.name] = run_stage(config, spec.name, force=spec.name in force or "all" in force)
     return results

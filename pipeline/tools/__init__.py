@@ -1,0 +1,1 @@
+"""Commands that are not config-driven stages (one module per command)."""
