@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections import Counter
@@ -46,6 +47,7 @@ GENERAL_WORDS = (8, 20)
 REPORT_WORDS = (110, 400)
 REPORT_FINDINGS_SENTENCES = (6, 18)
 REPORT_IMPRESSION_SENTENCES = (1, 4)
+HELD_OUT_FRACTION = 0.2
 
 ALLOWED_PUNCT = set(".,:;-()/")
 
@@ -286,6 +288,15 @@ def main() -> int:
         counts = sorted(term_counts.values())
         print(f"  radiology.txt : {len(terms)} terms, sentences per term "
               f"min {counts[0]} / median {counts[len(counts) // 2]} / max {counts[-1]}")
+        # Expected number of terms whose every sentence lands in a random
+        # 20% held-out split (i.e. terms unseen in the 80% training part).
+        n_all = len(sent_rows)
+        n_test = round(n_all * HELD_OUT_FRACTION)
+        if n_all and n_test:
+            expected = sum(math.comb(n_all - k, n_test - k) / math.comb(n_all, n_test)
+                           for k in counts if k <= n_test)
+            print(f"    expected terms unseen in training for a random "
+                  f"{int(HELD_OUT_FRACTION * 100)}% test split: {expected:.2f}")
     else:
         print(f"  radiology.txt : {len(terms)} terms")
     print(f"  general.tsv   : {len(gen_rows)} sentences")
