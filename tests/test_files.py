@@ -49,3 +49,13 @@ def test_hash_of_paths_follows_content(tmp_path):
 def test_atomic_write_json(tmp_path):
     atomic_write_json(tmp_path / "a" / "b.json", {"z": 1, "a": [1, 2]})
     assert (tmp_path / "a" / "b.json").read_text().startswith('{\n  "a"')
+
+
+def test_artifacts_get_ordinary_permissions(tmp_path):
+    atomic_write_json(tmp_path / "f.json", {})
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "x").write_text("1")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
