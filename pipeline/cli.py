@@ -50,7 +50,8 @@ def _configure_logging(verbosity: int) -> None:
 def _load_config(args: argparse.Namespace):
     from pipeline.config import load_config
 
-    return load_config(args.config, args.overrides)
+    # a stage's add_arguments may turn its options into overrides (e.g. evaluate --manifest)
+    return load_config(args.config, [*args.overrides, *(getattr(args, "stage_overrides", None) or [])])
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -35,6 +35,22 @@ class SourceConfig:
     name: str  # split name given to the items, e.g. "train"; output is <work_dir>/ingest/<name>.jsonl
     path: str  # NeMo JSONL, CSV/TSV, HF audiofolder (metadata.csv) or a directory of audio + .txt
     format: str = "auto"  # auto | jsonl | csv | tsv | audiofolder | directory
+    root: str | None = None  # audio must lie inside this folder; default: the source's own folder
+
+
+# Train voices -> relative share of renderings: fast engines carry the bulk, Kokoro (natural, ~1.2x real
+# time) a small share. No speaker here may appear in SynthesizeConfig.test_voices.
+DEFAULT_TRAIN_VOICES = {
+    "piper:joe@0.9": 2.0,
+    "piper:joe@1.15": 2.0,
+    "flite:slt@1": 1.0,
+    "flite:rms@1": 1.0,
+    "flite:rms@1.2": 0.5,
+    "flite:kal16@0.9": 0.5,
+    "festival:slt_hts@1.1": 1.0,
+    "kokoro:am_michael@1.1": 0.25,
+    "kokoro:bf_emma@1.1": 0.25,
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,24 @@ class SynthesizeConfig:
     audio_dir: str = "data/radiology_demo/audio"  # generated audio (git-ignored)
     test_fraction: float = 0.2  # share of sentences held out for test (never in train)
     dev_fraction: float = 0.1  # share of the remaining sentences used for dev
+    voices_dir: str = "data/voices"  # install-time TTS assets (scripts/setup_voices.py; git-ignored)
+    # "engine:name@rate" -> relative share of the train/dev/long-train renderings (fast engines mostly)
+    train_voices: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TRAIN_VOICES))
+    train_renderings: int = 2  # distinct train speakers reading each train sentence (dev: 1)
+    # held-out voices (no speaker shared with train) for test, test_general and the long demo reports
+    test_voices: tuple[str, ...] = ("kokoro:af_heart@1", "kokoro:bm_george@1", "flite:awb@1")
+    test_renderings: int = 1  # test voices reading each test sentence
+    general_sentences: int = 45  # plain-English sentences read for test_general (0 = all of general.tsv)
+    commands_fraction: float = 0.25  # share of train/dev sentence renderings dictated with spoken punctuation
+    long_train_reports: int = 12  # whole reports read (with commands) by train voices; segment cuts them
+    long_demo_reports: int = 3  # whole reports read by test voices for the transcription demo
+    long_min_seconds: float = 45.0  # a long rendering outside [min, max] seconds is rejected
+    long_max_seconds: float = 180.0
+    workers: int = 2  # rendering processes (1 = render in this process)
+    augment_fraction: float = 0.0  # share of train/dev renderings augmented (0 = augmentation off)
+    augment_kinds: tuple[str, ...] = ("reverb", "noise")  # drawn per augmented rendering; also "telephone"
+    augment_snr_db: tuple[float, float] = (15.0, 30.0)  # coloured-noise SNR range, dB
+    augment_rt60: tuple[float, float] = (0.2, 0.6)  # simulated-room reverberation time range, seconds
 
 
 @dataclass(frozen=True)
@@ -52,43 +86,197 @@ class IngestConfig:
     min_rms_dbfs: float = -60.0  # quieter than this over the whole file counts as silent
     max_seconds: float = 3600.0  # longer files are rejected (segment cuts anything over segment.max_seconds)
     num_proc: int = 1  # datasets.map workers for decoding/validation
+    # file suffixes (lowercase, no dot) collected from a `directory` source
+    audio_extensions: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "m4a")
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
     max_seconds: float = 30.0  # items longer than this are cut at pauses
-    max_segment_wer: float = 0.35  # reject a segment whose base-model hypothesis disagrees more than this
+    # reject a piece whose base-model WER against its assigned text is above this (tiny.en on synthetic
+    # radiology dictation: right text 0-0.6 with flite/piper voices, a wrong text 0.8-1.1)
+    max_segment_wer: float = 0.6
+    min_seconds: float = 2.0  # shortest piece a cut may leave (relaxed to 0 when nothing else fits)
+    min_matched_fraction: float = 0.3  # reject a whole item when fewer reference words match the hypothesis
+    vad_threshold: float = 0.5  # silero-vad speech probability above which a frame is speech
+    min_pause_ms: int = 150  # silero-vad min_silence_duration_ms: shorter pauses are never cut in
+    speech_pad_ms: int = 30  # silero-vad padding added to each side of a speech region
+    edge_pad_seconds: float = 0.2  # silence kept before the first and after the last speech region
+    beam_size: int = 1  # base-model beam width for the word timestamps (1 = greedy)
 
 
 @dataclass(frozen=True)
 class NormalizeConfig:
-    sample_rate: int = 16000  # Hz
-    target_lufs: float = -23.0  # integrated-loudness target (approximated by RMS dBFS)
-    trim_top_db: float = 40.0  # edge-silence trim threshold below peak
+    sample_rate: int = 16000  # Hz; output is mono 16-bit PCM WAV at this rate
+    loudness: str = "lufs"  # lufs (ITU-R BS.1770 via pyloudnorm; RMS for clips < 0.4 s) | rms | none
+    target_lufs: float = -23.0  # loudness target: LUFS, or dBFS RMS when loudness is rms
+    peak_dbfs: float = -1.0  # the loudness gain is lowered so no sample peaks above this
+    trim_top_db: float = 40.0  # edge-silence trim: frames quieter than peak - this (dB) are edge silence
+    trim_margin_seconds: float = 0.1  # silence kept at each edge after trimming
+    min_seconds: float = 0.2  # shorter after trimming: rejected (nothing left to train on)
     num_proc: int = 1  # datasets.map workers
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    mode: str = "lora"  # lora | full
+    mode: str = "lora"  # lora (peft adapter) | full (fine-tune every weight of the adapted parts)
     max_steps: int = 300  # optimizer steps
-    batch_size: int = 8  # per device
-    learning_rate: float = 1e-3
+    batch_size: int = 8  # items per device per micro-batch
+    learning_rate: float = 1e-3  # peak learning rate (1e-3 suits LoRA; use ~1e-5 for full)
     resume: bool = False  # continue from the last checkpoint in <work_dir>/train
+    # -- data
+    train_manifest: str | None = None  # default <work_dir>/normalize/train.jsonl
+    dev_manifest: str | None = None  # default <work_dir>/normalize/dev.jsonl; "" = no dev evaluation
+    replay_manifest: str | None = None  # plain-English items mixed into training against forgetting
+    replay_ratio: float = 0.0  # share of training items drawn from replay_manifest, in [0, 0.9]
+    general_dev_manifest: str | None = None  # plain-English items for general WER during training (not test!)
+    group_by_length: bool = True  # sort by duration within seeded mega-batches (less decoder padding)
+    mega_batch_factor: int = 16  # a mega-batch holds this many batches
+    max_label_tokens: int = 448  # longer targets are rejected (Whisper's decoder limit)
+    prepend_space: bool = True  # tokenize " text" like Whisper's own outputs
+    language: str = "en"  # multilingual bases only: language token of the targets
+    task: str = "transcribe"  # multilingual bases only: transcribe | translate
+    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    # -- model
+    # which part learns: decoder | encoder | both. decoder (default): the encoder stays as pretrained, which
+    # keeps it from fitting TTS voices when training on synthetic speech (Vasquez-Correa et al., TSD 2023)
+    # and enables the fast mode (encoder outputs cached: ~10x faster steps on CPU)
+    adapt: str = "decoder"
+    lora_r: int = 32  # LoRA rank
+    lora_alpha: int = 64  # LoRA scaling numerator (scale = alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA branch
+    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")  # linear layer names inside each block
+    gradient_checkpointing: bool = False  # trade ~30% speed for activation memory
+    # -- optimization
+    lr_scheduler: str = "linear"  # linear | cosine | constant (after warmup)
+    warmup_steps: int = 20  # linear warmup from 0 to learning_rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    precision: str = "auto"  # auto (bf16 on CPU when supported, fp16 on CUDA) | bf16 | fp16 | fp32
+    # -- augmentation (all off by default; any of them disables the encoder cache)
+    spec_augment: bool = False  # SpecAugment inside the model (time/feature masking of log-mels)
+    mask_time_prob: float = 0.05  # SpecAugment: share of frames masked
+    mask_feature_prob: float = 0.0  # SpecAugment: share of mel bins masked
+    augment_prob: float = 0.5  # chance that each switched-on waveform augmentation hits an item
+    noise: bool = False  # additive white/pink noise
+    noise_snr_db: tuple[float, float] = (15.0, 40.0)  # SNR range of the added noise, dB
+    speed: bool = False  # speed perturbation (tempo and pitch, by resampling)
+    speed_range: tuple[float, float] = (0.9, 1.1)  # speed factor range
+    gain: bool = False  # random gain
+    gain_db: tuple[float, float] = (-6.0, 6.0)  # gain range, dB
+    # -- fast decoder-only mode
+    cache_encoder_outputs: bool | str = "auto"  # auto (when the encoder is frozen and no augmentation) | true | false
+    encoder_cache_dtype: str = "float16"  # float16 | float32: storage of cached encoder outputs
+    # -- evaluation, checkpoints, logging
+    eval_steps: int = 50  # dev evaluation every N steps (0 = only at the end)
+    eval_max_items: int = 64  # dev items decoded per evaluation (0 = all), a fixed seeded subset
+    eval_batch_size: int = 16  # items per batch when decoding dev
+    generation_max_new_tokens: int = 128  # greedy decoding limit for dev transcripts
+    early_stopping_patience: int = 0  # evaluations without a better dev term error before stopping (0 = off)
+    save_steps: int = 50  # checkpoint every N steps (0 = only at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept (the best one is kept too)
+    export_best: bool = True  # export the best checkpoint by dev term error (else the last step)
+    log_steps: int = 10  # loss/lr to TensorBoard every N steps
+    merge: bool = True  # also write merged/ (a plain model directory, no peft needed)
+
+    def problems(self) -> list[str]:
+        """Value checks of this section, each with its dotted key."""
+        out = []
+        choices = {
+            "mode": ("lora", "full"), "adapt": ("encoder", "decoder", "both"),
+            "lr_scheduler": ("linear", "cosine", "constant"), "precision": ("auto", "bf16", "fp16", "fp32"),
+            "cache_encoder_outputs": ("auto", "true", "false"), "encoder_cache_dtype": ("float16", "float32"),
+        }
+        for key, allowed in choices.items():
+            if str(getattr(self, key)).lower() not in allowed:
+                out.append(f"train.{key}: must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        positive = ("max_steps", "batch_size", "gradient_accumulation_steps", "mega_batch_factor", "eval_batch_size")
+        out += [f"train.{k}: must be >= 1" for k in positive if getattr(self, k) < 1]
+        if not 0.0 <= self.replay_ratio <= 0.9:
+            out.append("train.replay_ratio: must be in [0, 0.9]")
+        if self.replay_ratio > 0 and not self.replay_manifest:
+            out.append("train.replay_ratio: set train.replay_manifest too")
+        for key in ("noise_snr_db", "speed_range", "gain_db"):
+            pair = getattr(self, key)
+            if len(pair) != 2 or pair[0] > pair[1]:
+                out.append(f"train.{key}: expected [low, high]")
+        if self.learning_rate <= 0:
+            out.append("train.learning_rate: must be > 0")
+        return out
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     splits: tuple[str, ...] = ("test", "test_general")  # normalized splits to transcribe and score
-    batch_size: int = 8
+    general_split: str = "test_general"  # out-of-domain split: its WER is the headline's "general WER"
+    manifests: tuple[str, ...] = ()  # extra manifests to transcribe and score (CLI: --manifest PATH)
+    systems: tuple[str, ...] = ("base", "base+prompt", "adapted", "adapted+prompt")  # which to evaluate
+    batch_size: int = 8  # utterances per generate call
+    num_beams: int = 1  # 1 = greedy; beam search costs ~3x the time on CPU for little WER gain
+    max_new_tokens: int = 200  # per utterance; a 30 s dictation is ~100 tokens
+    bf16: bool = False  # bfloat16 autocast while decoding (faster on some CPUs; off = exact fp32)
+    device: str = "cpu"  # torch device for decoding, e.g. cuda
+    language: str = "en"  # decoding language for multilingual models; ignored by .en models
+    prompt_max_tokens: int = 223  # vocabulary-prompt budget, capped at Whisper's max_target_positions//2-1
     bootstrap_samples: int = 1000  # paired bootstrap resamples for confidence intervals
+    report_terms: int = 20  # terms listed in the report's "improved most" table
+    report_examples: int = 5  # example utterances per kind (fixed / still wrong) in report.md
+
+    def problems(self) -> list[str]:
+        """Value checks of this section, each with its dotted key."""
+        known = ("base", "base+prompt", "adapted", "adapted+prompt")
+        out = [f"evaluate.systems: unknown system {s!r} (choose from {', '.join(known)})"
+               for s in self.systems if s not in known]
+        if "base" not in self.systems:
+            out.append("evaluate.systems: must include base (every comparison is against it)")
+        positive = ("batch_size", "num_beams", "max_new_tokens", "prompt_max_tokens", "bootstrap_samples")
+        out += [f"evaluate.{k}: must be >= 1" for k in positive if getattr(self, k) < 1]
+        return out
+
+
+TRANSCRIBE_FORMATS = ("txt", "json", "srt", "vtt")
 
 
 @dataclass(frozen=True)
 class TranscribeConfig:
     inputs: tuple[str, ...] = ()  # audio files or manifests to transcribe after training
-    format: str = "txt"  # txt | json | srt | vtt
-    engine: str = "hf"  # hf | ct2
+    formats: tuple[str, ...] = TRANSCRIBE_FORMATS  # written per input: <out>/<stem>.<format>
+    engine: str = "ct2"  # ct2 (faster-whisper; an HF model/adapter is exported to the cache once) | hf
+    long_form: str = "vad"  # vad (pauses -> <=30 s chunks, batched) | sequential (timestamped windows)
+    batch_size: int = 8  # chunks per decoder call (vad mode; chunks of several files share a batch)
+    num_beams: int = 1  # 1 = greedy; beam search costs ~2-3x the time for little WER gain
+    max_new_tokens: int = 200  # per chunk; a 30 s dictation chunk is ~100 tokens
+    language: str = "en"  # decoding language of multilingual models; .en models ignore it
+    device: str = "cpu"  # cpu | cuda
+    threads: int = 0  # CPU threads of the engine (0 = torch's default / CTranslate2's 4)
+    compute_type: str = "int8"  # ct2 engine: int8 | int8_float32 | float32 | float16 (cuda) ...
+    export_quantization: str = "float16"  # weights of CT2 exports (dictune export, ct2 auto-export)
+    max_chunk_seconds: float = 30.0  # vad mode: longest chunk (speech regions are packed up to it)
+    vad_threshold: float = 0.5  # silero-vad speech probability above which a frame is speech
+    min_pause_ms: int = 150  # shorter pauses are never a chunk boundary
+    speech_pad_ms: int = 200  # audio kept on each side of a speech region, ms
+    prompt_max_tokens: int = 223  # --prompt-terms budget (capped at max_target_positions // 2 - 1)
+    group_seconds: float = 600.0  # vad mode: audio decoded per group of files (bounds memory)
+
+    def problems(self) -> list[str]:
+        """Value checks of this section, each with its dotted key."""
+        out = [f"transcribe.formats: unknown format {f!r} (choose from {', '.join(TRANSCRIBE_FORMATS)})"
+               for f in self.formats if f not in TRANSCRIBE_FORMATS]
+        if not self.formats:
+            out.append("transcribe.formats: give at least one format")
+        for key, allowed in {"engine": ("ct2", "hf"), "long_form": ("vad", "sequential")}.items():
+            if getattr(self, key) not in allowed:
+                out.append(f"transcribe.{key}: must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        positive = ("batch_size", "num_beams", "max_new_tokens", "prompt_max_tokens")
+        out += [f"transcribe.{k}: must be >= 1" for k in positive if getattr(self, k) < 1]
+        if not 1.0 <= self.max_chunk_seconds <= 30.0:
+            out.append("transcribe.max_chunk_seconds: must be in [1, 30] (Whisper's window)")
+        if not 0.0 < self.vad_threshold < 1.0:
+            out.append("transcribe.vad_threshold: must be in (0, 1)")
+        if self.threads < 0 or self.min_pause_ms < 0 or self.speech_pad_ms < 0 or self.group_seconds <= 0:
+            out.append("transcribe: threads, min_pause_ms and speech_pad_ms must be >= 0, group_seconds > 0")
+        return out
 
 
 @dataclass(frozen=True)
@@ -199,16 +387,21 @@ def validate(config: Config) -> list[str]:
         problems.append("name: must not be empty")
     if config.segment.max_seconds <= 0 or config.segment.max_seconds > 30:
         problems.append("segment.max_seconds: must be in (0, 30] (Whisper's window)")
-    if config.train.mode not in ("lora", "full"):
-        problems.append(f"train.mode: must be 'lora' or 'full', got {config.train.mode!r}")
-    if config.transcribe.format not in ("txt", "json", "srt", "vtt"):
-        problems.append(f"transcribe.format: must be txt, json, srt or vtt, got {config.transcribe.format!r}")
+    problems += config.train.problems()
+    problems += config.evaluate.problems()
+    problems += config.transcribe.problems()
     names = [s.name for s in config.ingest.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"ingest.sources: name {dup!r} is used twice")
     for i, source in enumerate(config.ingest.sources):
         if source.format not in ("auto", "jsonl", "csv", "tsv", "audiofolder", "directory"):
             problems.append(f"ingest.sources[{i}].format: unknown format {source.format!r}")
+    if config.normalize.loudness not in ("lufs", "rms", "none"):
+        problems.append(f"normalize.loudness: must be lufs, rms or none, got {config.normalize.loudness!r}")
+    for key in ("ingest.num_proc", "normalize.num_proc", "normalize.sample_rate"):
+        section, name = key.split(".")
+        if getattr(config.section(section), name) < 1:
+            problems.append(f"{key}: must be at least 1")
     return problems
 
 

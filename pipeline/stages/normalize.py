@@ -1,0 +1,203 @@
+"""Turn checked items into training rows: 16 kHz mono audio at one loudness, and the text in two forms.
+
+    dictune normalize CONFIG   -> <work_dir>/normalize/<source name>.jsonl, audio/<name>/<id>.wav, rejects.jsonl
+
+Reads the previous stage's manifests (segment's when that stage is built and has run, else ingest's;
+see `previous_stage`). Audio: decoded, down-mixed, resampled with soxr, edge silence trimmed
+(librosa.effects.trim, normalize.trim_margin_seconds kept), gain set to normalize.target_lufs under the
+normalize.peak_dbfs ceiling, stored as 16-bit PCM WAV (see pipeline/audio.py). Text: `text` is the
+training target (pipeline.text.format_dictation: spoken commands become punctuation and line breaks),
+`text_norm` the scoring form (pipeline.text.normalize_for_scoring of that target); the spoken form is
+kept as `text_spoken`. Items are processed with datasets.map (normalize.num_proc workers). Items longer
+than segment.max_seconds, silent after trimming, or with no text left are rejected with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from pipeline import audio
+from pipeline.batch import ERROR_KEY, map_items
+from pipeline.config import Config, NormalizeConfig
+from pipeline.errors import DictuneError
+from pipeline.files import atomic_dir
+from pipeline.manifest import Record, Reject, iter_jsonl, write_manifest, write_rejects
+from pipeline.runner import STAMP_NAME
+
+logger = logging.getLogger("dictune")
+
+STAGE = "normalize"
+SECTIONS = ("normalize", "segment")  # segment.max_seconds: longer items are rejected here
+REJECTS_NAME = "rejects.jsonl"
+AUDIO_DIR = "audio"
+TEXT_FUNCTIONS = ("format_dictation", "normalize_for_scoring")  # from pipeline.text
+DURATION_SLACK_SECONDS = 0.05  # a clip this much over segment.max_seconds is still accepted
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # ids usable as file names as they are
+DROPPED_KEYS = ("needs_segment",)  # done by the segment stage; not true of the output any more
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def previous_stage(config: Config) -> str:
+    """'segment' when that stage is built and has finished in this work dir (its stamp exists), else 'ingest'."""
+    built = importlib.util.find_spec("pipeline.stages.segment") is not None
+    ran = (config.stage_dir("segment") / STAMP_NAME).is_file()
+    return "segment" if built and ran else "ingest"
+
+
+def inputs(config: Config) -> list[Path]:
+    """The previous stage's manifests, and the code that defines the output (text forms, audio steps)."""
+    previous = config.stage_dir(previous_stage(config))
+    manifests = [previous / f"{s.name}.jsonl" for s in config.ingest.sources]
+    return [*manifests, _PACKAGE_DIR / "text.py", _PACKAGE_DIR / "audio.py"]
+
+
+def run(config: Config) -> dict[str, Any]:
+    _check_text_functions()
+    previous = previous_stage(config)
+    logger.info("normalize: reading the %s manifests", previous)
+    if previous == "segment" and _finished_after(config, "ingest", "segment"):
+        logger.warning("normalize: ingest ran after segment; run `dictune segment CONFIG` to refresh it")
+    out_dir = config.stage_dir(STAGE)
+    summary, all_rejects = {}, []
+    for source in config.ingest.sources:
+        manifest = config.stage_dir(previous) / f"{source.name}.jsonl"
+        if not manifest.is_file():
+            raise DictuneError(f"{manifest}: not found; run `dictune {previous} CONFIG` first")
+        records, rejects = normalize_manifest(manifest, source.name, out_dir, config)
+        all_rejects.extend(rejects)
+        summary[source.name] = _summarize(source.name, records, rejects)
+    write_rejects(out_dir / REJECTS_NAME, all_rejects)
+    return summary
+
+
+def normalize_manifest(
+    manifest: Path, name: str, out_dir: Path, config: Config
+) -> tuple[list[Record], list[Reject]]:
+    """Normalize one manifest: audio into out_dir/audio/<name>/ (one rename), then out_dir/<name>.jsonl."""
+    items, rejects, seen = [], [], set()
+    for line, obj in iter_jsonl(manifest):
+        record = Record.from_dict(obj)
+        if record.id in seen:
+            rejects.append(Reject(str(manifest), line, f"duplicate id {record.id!r}", STAGE, id=record.id))
+            continue
+        seen.add(record.id)
+        items.append({"line": line, "record": record.to_dict(), "file": audio_file_name(record.id)})
+    audio_dir = (out_dir / AUDIO_DIR / name).resolve()
+    audio.preload()  # before datasets forks its workers
+    with atomic_dir(audio_dir) as tmp:
+        results = map_items(
+            normalize_item,
+            items,
+            num_proc=config.normalize.num_proc,
+            desc=f"normalize {name}",
+            fn_kwargs={
+                "tmp_dir": str(tmp),
+                "final_dir": str(audio_dir),
+                "options": config.normalize,
+                "max_seconds": config.segment.max_seconds,
+            },
+        )
+    records = []
+    for item, result in zip(items, results):
+        if ERROR_KEY in result:
+            record = item["record"]
+            reason = result[ERROR_KEY]
+            rejects.append(
+                Reject(str(manifest), item["line"], reason, STAGE, record["id"], record["audio_filepath"])
+            )
+        else:
+            records.append(Record.from_dict(result))
+    write_manifest(out_dir / f"{name}.jsonl", records)
+    rejects.sort(key=lambda r: r.line or 0)
+    return records, rejects
+
+
+def normalize_item(
+    item: dict[str, Any], tmp_dir: str, final_dir: str, options: NormalizeConfig, max_seconds: float
+) -> dict[str, Any]:
+    """One record: audio to <tmp_dir>/<file>, returns the new record's dict or {ERROR_KEY: reason}."""
+    from pipeline import text as text_module
+
+    record = Record.from_dict(item["record"])
+    if record.duration > max_seconds + DURATION_SLACK_SECONDS:
+        return {
+            ERROR_KEY: f"{record.duration:.1f} s is over segment.max_seconds; run the segment stage first"
+        }
+    formatted = text_module.format_dictation(record.text).strip()
+    if not formatted:
+        return {ERROR_KEY: "no text left after formatting"}
+    text_norm = text_module.normalize_for_scoring(formatted).strip()
+    if not text_norm:
+        return {ERROR_KEY: "no text left after scoring normalization"}
+    offset = float(record.extra.get("offset", 0.0))
+    try:
+        samples = audio.load_mono(
+            record.audio_filepath, options.sample_rate, offset, record.duration if offset else None
+        )
+    except audio.AudioError as e:  # the reject names the file already
+        return {ERROR_KEY: str(e).removeprefix(f"{record.audio_filepath}: ")}
+    samples = _process_audio(samples, options)
+    seconds = len(samples) / options.sample_rate
+    if seconds < options.min_seconds:
+        return {ERROR_KEY: f"only {seconds:.2f} s left after trimming edge silence (< normalize.min_seconds)"}
+    audio.write_wav(Path(tmp_dir) / item["file"], samples, options.sample_rate)
+    extra = {k: v for k, v in record.extra.items() if k not in DROPPED_KEYS and k != "offset"}
+    extra.update(source_audio=record.audio_filepath, text_spoken=record.text)
+    extra.update(sample_rate=options.sample_rate, channels=1)
+    if offset:
+        extra["source_offset"] = offset
+    new = record.replace(
+        audio_filepath=str(Path(final_dir) / item["file"]),
+        duration=round(seconds, 4),
+        text=formatted,
+        text_norm=text_norm,
+        extra=extra,
+    )
+    return new.to_dict()
+
+
+def _process_audio(samples, options: NormalizeConfig):
+    """Trim edge silence, then bring the rest to the loudness target (trimmed silence would skew RMS)."""
+    samples = audio.trim_edges(samples, options.sample_rate, options.trim_top_db, options.trim_margin_seconds)
+    gain = audio.loudness_gain_db(
+        samples, options.sample_rate, options.loudness, options.target_lufs, options.peak_dbfs
+    )
+    return audio.apply_gain(samples, gain)
+
+
+def audio_file_name(record_id: str) -> str:
+    """`<id>.wav` when the id is a safe file name; otherwise a cleaned id plus a hash of the id."""
+    if SAFE_ID.fullmatch(record_id):
+        return f"{record_id}.wav"
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", record_id).strip("_")[:80] or "item"
+    digest = hashlib.sha1(record_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{cleaned}-{digest}.wav"
+
+
+def _finished_after(config: Config, first: str, second: str) -> bool:
+    """True when stage `first` last finished after stage `second` did (by their stamps)."""
+    stamps = [config.stage_dir(stage) / STAMP_NAME for stage in (first, second)]
+    return all(p.is_file() for p in stamps) and stamps[0].stat().st_mtime > stamps[1].stat().st_mtime
+
+
+def _check_text_functions() -> None:
+    try:
+        from pipeline import text as text_module
+    except ImportError as e:
+        raise DictuneError(f"normalize needs pipeline/text.py ({e})") from e
+    missing = [name for name in TEXT_FUNCTIONS if not callable(getattr(text_module, name, None))]
+    if missing:
+        raise DictuneError(f"pipeline/text.py lacks {', '.join(missing)}: normalize cannot format text")
+
+
+def _summarize(name: str, records: list[Record], rejects: list[Reject]) -> dict[str, Any]:
+    hours = sum(r.duration for r in records) / 3600
+    logger.info("normalize %s: %d kept (%.2f h), %d rejected", name, len(records), hours, len(rejects))
+    for reject in rejects:
+        logger.debug("normalize %s: rejected %s", name, reject)
+    return {"kept": len(records), "rejected": len(rejects), "hours": round(hours, 4)}
