@@ -37,14 +37,24 @@ def _tool_modules() -> dict[str, str]:
     }
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _configure_logging(verbosity: int) -> None:
     level = logging.DEBUG if verbosity > 0 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("dictune %(levelname).1s %(message)s"))
-    root = logging.getLogger("dictune")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _StderrHandler)] + [handler]
+    logger.setLevel(level)
 
 
 def _load_config(args: argparse.Namespace):
