@@ -191,8 +191,14 @@ class TrainConfig:
         for key, allowed in choices.items():
             if str(getattr(self, key)).lower() not in allowed:
                 out.append(f"train.{key}: must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        positive = ("max_steps", "batch_size", "gradient_accumulation_steps", "mega_batch_factor", "eval_batch_size")
+        positive = ("max_steps", "batch_size", "gradient_accumulation_steps", "mega_batch_factor", "eval_batch_size",
+                    "keep_checkpoints", "lora_r", "max_label_tokens", "generation_max_new_tokens")  # fmt: skip
         out += [f"train.{k}: must be >= 1" for k in positive if getattr(self, k) < 1]
+        counts = ("warmup_steps", "eval_steps", "save_steps", "log_steps", "early_stopping_patience", "num_workers",
+                  "eval_max_items")  # fmt: skip
+        out += [f"train.{k}: must be >= 0" for k in counts if getattr(self, k) < 0]
+        if not 0.0 <= self.lora_dropout < 1.0 or not 0.0 <= self.augment_prob <= 1.0:
+            out.append("train.lora_dropout / train.augment_prob: must be probabilities")
         if not 0.0 <= self.replay_ratio <= 0.9:
             out.append("train.replay_ratio: must be in [0, 0.9]")
         if self.replay_ratio > 0 and not self.replay_manifest:
@@ -213,9 +219,9 @@ class EvaluateConfig:
     manifests: tuple[str, ...] = ()  # extra manifests to transcribe and score (CLI: --manifest PATH)
     systems: tuple[str, ...] = ("base", "base+prompt", "adapted", "adapted+prompt")  # which to evaluate
     batch_size: int = 8  # utterances per generate call
-    num_beams: int = 1  # 1 = greedy; beam search costs ~3x the time on CPU for little WER gain
+    num_beams: int = 1  # 1 = greedy; beam 5 took 2.2-3x the CPU time of greedy (scripts/bench_transcription.py)
     max_new_tokens: int = 200  # per utterance; a 30 s dictation is ~100 tokens
-    bf16: bool = False  # bfloat16 autocast while decoding (faster on some CPUs; off = exact fp32)
+    bf16: bool = False  # bfloat16 autocast while decoding: ~20% less CPU time but it changed tiny.en's WER
     device: str = "cpu"  # torch device for decoding, e.g. cuda
     language: str = "en"  # decoding language for multilingual models; ignored by .en models
     prompt_max_tokens: int = 223  # vocabulary-prompt budget, capped at Whisper's max_target_positions//2-1

@@ -1,0 +1,401 @@
+"""Transcribe the held-out splits with each system and report domain-term error before and after.
+
+    dictune evaluate CONFIG [--manifest PATH ...]   -> <work_dir>/evaluate/report.{json,md}, *.png,
+                                                      transcripts/<system>/<split>.jsonl, rejects.jsonl
+
+Systems: `base` (config.model.base), `base+prompt` (the same with a vocabulary prompt), `adapted`
+(<work_dir>/train/merged, or the base with <work_dir>/train/adapter when no merged model was written)
+and `adapted+prompt`; the adapted ones are skipped, with a note in the report, until the train stage
+has run. Splits: <work_dir>/normalize/<split>.jsonl
+for evaluate.splits, plus every manifest in evaluate.manifests or given with --manifest.
+
+The vocabulary prompt (PROMPT_RULE): the lexicon terms ranked by how often they occur in the train
+split's references (most first, ties alphabetical), joined with ", ", as many as fit in
+evaluate.prompt_max_tokens (at most Whisper's max_target_positions // 2 - 1 = 223 tokens).
+
+Transcripts are cached: each transcripts/<system>/<split>.jsonl has a key (hash of the model files, the
+prompt, the decoding options and the audio) in <split>.key, and a matching key means no decoding. So
+rerunning evaluate after training decodes only the adapted systems. References are scored in their
+`text_norm` form (normalize_for_scoring of the text when absent), hypotheses as
+normalize_for_scoring(hyp), which interprets spoken dictation commands first (format_dictation), as the
+references' text_norm did. Logs carry counts and numbers, never text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.errors import DictuneError
+from pipeline.files import atomic_write_json, atomic_write_text, sha256_file, sha256_json, sha256_paths
+from pipeline.manifest import (
+    Record,
+    Reject,
+    iter_jsonl,
+    read_manifest,
+    resolve_audio_path,
+    write_jsonl,
+    write_rejects,
+)
+
+logger = logging.getLogger("dictune")
+
+STAGE = "evaluate"
+SECTIONS = ("evaluate",)  # model, seed and lexicon are always part of the fingerprint
+TRANSCRIPTS_DIR = "transcripts"
+REJECTS_NAME = "rejects.jsonl"
+CACHE_VERSION = 1  # bump when the transcription code changes what it returns
+MAX_AUDIO_SECONDS = 30.0  # Whisper's window; the segment stage cuts longer items
+PROMPT_SEPARATOR = ", "
+PROMPT_RULE = "ranked by frequency in the train split, then alphabetical; as many as fit"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class System:
+    name: str  # base, base+prompt, adapted, adapted+prompt
+    model_dir: Path  # Hugging Face Whisper directory
+    prompt: str | None  # vocabulary prompt text, None for none
+    adapter_dir: Path | None = None  # peft adapter merged on load (when train wrote no merged model)
+
+    @property
+    def model_key(self) -> tuple[Path, Path | None]:
+        return (self.model_dir, self.adapter_dir)
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str  # normalized split name, or the stem of an extra manifest
+    path: Path  # the manifest
+    records: tuple[Record, ...]  # the utterances that will be transcribed (rejects removed)
+    kind: str  # "domain" or "general"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str  # the prompt given to Whisper
+    terms_used: int  # lexicon terms in it
+    terms_total: int  # lexicon terms available
+    tokens: int  # prompt tokens, <|startofprev|> included
+
+
+# ---------------------------------------------------------------------------------------------- CLI hooks
+
+
+class _ManifestOption(argparse.Action):
+    """--manifest PATH (repeatable) becomes the override evaluate.manifests=[...]."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        paths = [*(getattr(namespace, "evaluate_manifests", None) or []), values]
+        namespace.evaluate_manifests = paths
+        namespace.stage_overrides = [f"evaluate.manifests={json.dumps(paths)}"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest", action=_ManifestOption, metavar="PATH", dest="evaluate_manifest",
+        help="an extra manifest to transcribe and score (repeatable)",
+    )
+
+
+def inputs(config: Config) -> list[Path]:
+    paths = [config.stage_dir("normalize") / f"{s}.jsonl" for s in config.evaluate.splits]
+    paths += [Path(m) for m in config.evaluate.manifests]
+    paths += [config.stage_dir("train") / name for name in ("merged", "adapter")]
+    if config.lexicon:
+        paths.append(Path(config.lexicon))
+    return paths + [_PACKAGE_DIR / name for name in ("text.py", "metrics.py", "transcription.py", "report.py")]
+
+
+def adapted_model(config: Config, base_dir: Path) -> tuple[Path, Path | None] | None:
+    """(model dir, adapter dir or None) of the adapted system, or None when train has not run."""
+    merged, adapter = config.stage_dir("train") / "merged", config.stage_dir("train") / "adapter"
+    if (merged / "config.json").is_file():
+        return merged, None
+    if (adapter / "adapter_config.json").is_file():
+        return base_dir, adapter
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def run(config: Config) -> dict[str, Any]:
+    from pipeline.models import resolve_model
+    from pipeline.report import build_report, headline_table, write_report
+
+    _set_threads(config.threads)
+    out_dir = config.stage_dir(STAGE)
+    splits, rejects = load_splits(config)
+    write_rejects(out_dir / REJECTS_NAME, rejects)
+    base_dir = Path(resolve_model(config.model.base, cache_dir=config.model.cache_dir))
+    systems, prompt, notes = plan_systems(config, base_dir)
+    hyps = transcribe_all(config, systems, splits, out_dir / TRANSCRIPTS_DIR)
+    scores = score_all(config, splits, hyps)
+    meta = _meta(config, systems, splits, prompt, notes)
+    report = build_report(meta, scores, {s.name: [r.id for r in s.records] for s in splits},
+                          report_options(config, splits))
+    atomic_write_json(out_dir / "report.json", report)
+    written = write_report(report, out_dir)
+    print(headline_table(report))  # numbers only
+    logger.info("evaluate: wrote %s", ", ".join(p.name for p in [out_dir / "report.json", *written]))
+    return {"systems": [s.name for s in systems], "splits": {s.name: len(s.records) for s in splits},
+            "rejects": len(rejects), "headline": report["headline"]["rows"]}
+
+
+def score_all(config: Config, splits: list[Split], hyps: dict[str, dict[str, list[str]]]) -> dict[str, dict]:
+    """scores[split][system]: pipeline.metrics.Scores on the scoring forms."""
+    from pipeline.metrics import score
+    from pipeline.text import load_lexicon, normalize_for_scoring
+
+    lexicon = load_lexicon(config.lexicon) if config.lexicon else None
+    out: dict[str, dict] = {}
+    for split in splits:
+        refs = [reference_norm(r) for r in split.records]
+        out[split.name] = {
+            system: score(refs, [normalize_for_scoring(h) for h in by_split[split.name]], lexicon, normalizer=None)
+            for system, by_split in hyps.items()
+        }
+    return out
+
+
+def report_options(config: Config, splits: list[Split]) -> Any:
+    from pipeline.report import ReportOptions
+
+    e = config.evaluate
+    domain = next((s.name for s in splits if s.kind == "domain"), None)
+    general = e.general_split if any(s.name == e.general_split for s in splits) else None
+    return ReportOptions(domain, general, e.bootstrap_samples, config.seed, e.report_examples, e.report_terms)
+
+
+def _meta(config: Config, systems: list[System], splits: list[Split], prompt: Any, notes: list[str]) -> dict:
+    prompt_info = None
+    if prompt is not None:
+        prompt_info = {"terms_used": prompt.terms_used, "terms_total": prompt.terms_total,
+                       "tokens": prompt.tokens, "rule": PROMPT_RULE, "text": prompt.text}
+    return {
+        "name": config.name,
+        "base_model": config.model.base,
+        "systems": [s.name for s in systems],
+        "notes": notes,
+        "prompt": prompt_info,
+        "decoding": decode_options(config) | {"batch_size": config.evaluate.batch_size},
+        "splits": {s.name: {"utterances": len(s.records), "kind": s.kind, "manifest": str(s.path)} for s in splits},
+    }
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def load_splits(config: Config) -> tuple[list[Split], list[Reject]]:
+    """The configured normalized splits and the extra manifests, each with unusable records rejected."""
+    sources: list[tuple[str, Path]] = []
+    for name in config.evaluate.splits:
+        path = config.stage_dir("normalize") / f"{name}.jsonl"
+        if not path.is_file():
+            raise DictuneError(f"{path}: not found; run `dictune normalize CONFIG` first or drop {name!r} "
+                               "from evaluate.splits")
+        sources.append((name, path))
+    taken = {name for name, _ in sources}
+    for manifest in config.evaluate.manifests:
+        path = Path(manifest)
+        name = path.name.removesuffix(".gz").removesuffix(".jsonl")
+        while name in taken:
+            name += "_extra"
+        taken.add(name)
+        sources.append((name, path))
+    splits, rejects = [], []
+    for name, path in sources:
+        kind = "general" if name == config.evaluate.general_split else "domain"
+        records, bad = _usable_records(path)
+        rejects += bad
+        if not records:
+            raise DictuneError(f"{path}: no usable utterance to evaluate (see {STAGE}/{REJECTS_NAME})")
+        splits.append(Split(name, path, tuple(records), kind))
+        logger.info("evaluate: split %s: %d utterances, %d rejected", name, len(records), len(bad))
+    return splits, rejects
+
+
+def _usable_records(path: Path) -> tuple[list[Record], list[Reject]]:
+    records, rejects, seen = [], [], set()
+    for line, obj in iter_jsonl(path):
+        try:
+            record = Record.from_dict(obj)
+        except (KeyError, TypeError, ValueError) as e:
+            rejects.append(Reject(str(path), line, f"not a manifest record ({e!r})", STAGE))
+            continue
+        reason = None
+        if record.id in seen:
+            reason = "duplicate id"
+        elif record.duration > MAX_AUDIO_SECONDS:
+            reason = f"longer than {MAX_AUDIO_SECONDS:.0f} s; run the segment stage first"
+        elif not resolve_audio_path(record, path).is_file():
+            reason = "audio file not found"
+        if reason:
+            rejects.append(Reject(str(path), line, reason, STAGE, record.id, record.audio_filepath))
+            continue
+        seen.add(record.id)
+        records.append(record)
+    return records, rejects
+
+
+def load_split_audio(split: Split) -> list[Any]:
+    from pipeline.audio import load_mono
+
+    arrays = []
+    for record in split.records:
+        offset = float(record.extra.get("offset", 0.0))
+        duration = record.duration if "offset" in record.extra else None
+        arrays.append(load_mono(resolve_audio_path(record, split.path), offset=offset, duration=duration))
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------- systems
+
+
+def plan_systems(config: Config, base_dir: Path) -> tuple[list[System], Any, list[str]]:
+    """The systems to evaluate (in evaluate.systems order), the prompt, and notes on what is skipped."""
+    wanted, notes = config.evaluate.systems, []
+    adapted = adapted_model(config, base_dir)
+    if adapted is None and any(s.startswith("adapted") for s in wanted):
+        notes.append(f"the train stage has not run (no model in {config.stage_dir('train')}): "
+                     "only the base systems are evaluated")
+    prompt = None
+    if any(s.endswith("+prompt") for s in wanted):
+        prompt, note = build_prompt(config, base_dir)
+        if note:
+            notes.append(note)
+    systems = []
+    for name in wanted:
+        if name.startswith("adapted") and adapted is None or name.endswith("+prompt") and prompt is None:
+            continue
+        model_dir, adapter_dir = adapted if name.startswith("adapted") else (base_dir, None)
+        text = prompt.text if name.endswith("+prompt") else None
+        systems.append(System(name, model_dir, text, adapter_dir))
+    return systems, prompt, notes
+
+
+def build_prompt(config: Config, model_dir: Path) -> tuple[Prompt | None, str | None]:
+    """The vocabulary prompt (PROMPT_RULE), or None and a note saying why there is none."""
+    from pipeline.text import load_lexicon
+    from pipeline.transcription import fit_prompt, load_processor, prompt_limit, prompt_token_count
+
+    if not config.lexicon:
+        return None, "no lexicon is configured: the +prompt systems are skipped"
+    terms = rank_terms(load_lexicon(config.lexicon), config.stage_dir("normalize") / "train.jsonl")
+    processor = load_processor(model_dir)
+    limit = min(config.evaluate.prompt_max_tokens, prompt_limit(model_dir))
+    text, used = fit_prompt(processor, terms, limit, PROMPT_SEPARATOR)
+    if not used:
+        return None, "not even one lexicon term fits the prompt budget: the +prompt systems are skipped"
+    tokens = prompt_token_count(processor, text)
+    logger.info("evaluate: vocabulary prompt of %d of %d terms, %d tokens", used, len(terms), tokens)
+    return Prompt(text, used, len(terms), tokens), None
+
+
+def rank_terms(lexicon: Any, train_manifest: Path) -> list[str]:
+    """Lexicon terms as written, by occurrences in the train references (most first), ties alphabetical."""
+    lines = [f" {reference_norm(r)} " for r in read_manifest(train_manifest)] if train_manifest.is_file() else []
+    counts = {key: sum(line.count(f" {key} ") for line in lines) for key in lexicon.terms}
+    ranked = sorted(counts, key=lambda key: (-counts[key], key))
+    return [lexicon.display[key] for key in ranked]
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+
+def decode_options(config: Config) -> dict[str, Any]:
+    e = config.evaluate
+    return {"num_beams": e.num_beams, "max_new_tokens": e.max_new_tokens, "bf16": e.bf16, "language": e.language}
+
+
+def transcribe_all(
+    config: Config, systems: list[System], splits: list[Split], out_dir: Path
+) -> dict[str, dict[str, list[str]]]:
+    """{system: {split: raw hypotheses}}, from the cache where the key matches, else decoded."""
+    from pipeline.text import normalize_for_scoring
+
+    model_hashes: dict[tuple[Path, Path | None], str] = {}
+    audio_hashes = {s.name: _audio_hash(s) for s in splits}
+    audio_cache: dict[str, list[Any]] = {}
+    transcriber = None
+    hyps: dict[str, dict[str, list[str]]] = {}
+    for system in systems:
+        if system.model_key not in model_hashes:
+            model_hashes[system.model_key] = sha256_paths([p for p in system.model_key if p is not None])
+        hyps[system.name] = {}
+        for split in splits:
+            key = sha256_json({"version": CACHE_VERSION, "model": model_hashes[system.model_key],
+                               "prompt": system.prompt, "options": decode_options(config),
+                               "audio": audio_hashes[split.name]})
+            base = out_dir / system.name / split.name  # + .jsonl (transcripts) and .key
+            texts = _read_cache(base, key, split)
+            if texts is None:
+                if transcriber is None or (transcriber.model_dir, transcriber.adapter_dir) != system.model_key:
+                    transcriber = None  # free the previous model first
+                    transcriber = _make_transcriber(config, system)
+                if split.name not in audio_cache:
+                    audio_cache[split.name] = load_split_audio(split)
+                logger.info("evaluate: transcribing %s with %s (%d utterances)", split.name, system.name,
+                            len(split.records))
+                texts = transcriber.transcribe(audio_cache[split.name], prompt=system.prompt, progress=True)
+            else:
+                logger.info("evaluate: %s on %s: cached transcripts reused", system.name, split.name)
+            rows = (
+                {"id": r.id, "hyp": h, "hyp_norm": normalize_for_scoring(h),
+                 "ref_norm": reference_norm(r)}
+                for r, h in zip(split.records, texts)
+            )
+            write_jsonl(_with(base, ".jsonl"), rows)
+            atomic_write_text(_with(base, ".key"), key + "\n")
+            hyps[system.name][split.name] = texts
+    return hyps
+
+
+def reference_norm(record: Record) -> str:
+    from pipeline.text import normalize_for_scoring
+
+    return record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
+
+
+def _with(base: Path, suffix: str) -> Path:
+    return base.parent / (base.name + suffix)  # split names may contain dots
+
+
+def _make_transcriber(config: Config, system: System) -> Any:
+    from pipeline.transcription import Transcriber
+
+    e = config.evaluate
+    return Transcriber(system.model_dir, adapter_dir=system.adapter_dir, device=e.device, batch_size=e.batch_size,
+                       num_beams=e.num_beams, max_new_tokens=e.max_new_tokens, language=e.language, bf16=e.bf16)
+
+
+def _audio_hash(split: Split) -> str:
+    items = [(r.id, sha256_file(resolve_audio_path(r, split.path)), r.extra.get("offset"), r.duration)
+             for r in split.records]
+    return sha256_json(items)
+
+
+def _read_cache(base: Path, key: str, split: Split) -> list[str] | None:
+    """The cached raw hypotheses when the key matches and every utterance is there, else None."""
+    try:
+        if _with(base, ".key").read_text(encoding="utf-8").strip() != key:
+            return None
+        rows = {row["id"]: row["hyp"] for _, row in iter_jsonl(_with(base, ".jsonl"))}
+    except (OSError, KeyError, DictuneError):
+        return None
+    if any(r.id not in rows for r in split.records):
+        return None
+    return [rows[r.id] for r in split.records]

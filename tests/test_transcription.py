@@ -1,0 +1,125 @@
+"""Batched transcription: one string per input in input order, no prompt in the output, no text in logs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline.errors import DictuneError
+from pipeline.transcription import (
+    SAMPLE_RATE,
+    Transcriber,
+    _strip_prompt_tokens,
+    fit_prompt,
+    prompt_token_count,
+)
+
+MAX_NEW_TOKENS = 4  # keeps the random model's babble short
+
+
+def _noise(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.05 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def transcriber(tiny_whisper_dir):
+    return Transcriber(tiny_whisper_dir, batch_size=3, max_new_tokens=MAX_NEW_TOKENS)
+
+
+def test_one_string_per_input_in_order_for_mixed_lengths(transcriber):
+    arrays = [_noise(s, i) for i, s in enumerate((0.4, 3.0, 1.0, 2.2, 0.1))]
+    batched = transcriber.transcribe(arrays)
+    assert len(batched) == len(arrays) and all(isinstance(t, str) for t in batched)
+    singly = [transcriber.transcribe([a])[0] for a in arrays]
+    assert batched == singly, "batching (sorted by length, then restored) must not change or reorder results"
+
+
+def test_order_is_restored_after_sorting_by_length(transcriber, monkeypatch):
+    monkeypatch.setattr(transcriber, "_decode_batch", lambda arrays, prompt_ids: [str(len(a)) for a in arrays])
+    arrays = [np.zeros(n, np.float32) for n in (5, 900, 30, 7, 400, 2, 60)]
+    assert transcriber.transcribe(arrays) == [str(len(a)) for a in arrays]
+
+
+def test_prompt_is_not_in_the_output(transcriber):
+    prompt = "zebra giraffe pleural effusion " * 8
+    texts = transcriber.transcribe([_noise(1.0, 7), _noise(2.0, 8)], prompt=prompt)
+    tokenizer = transcriber.processor.tokenizer
+    for text in texts:
+        assert "zebra" not in text and "giraffe" not in text
+        assert len(tokenizer(text, add_special_tokens=False).input_ids) <= MAX_NEW_TOKENS + 1
+
+
+def test_strip_prompt_tokens_keeps_what_follows_the_last_start_token():
+    sot, prev = 50257, 50360
+    assert _strip_prompt_tokens([prev, 11, 12, sot, 50362, 21, 22], sot) == [50362, 21, 22]
+    assert _strip_prompt_tokens([21, 22], sot) == [21, 22]
+
+
+def test_fit_prompt_takes_the_longest_prefix_that_fits(transcriber):
+    terms = [f"term{i} atelectasis" for i in range(200)]
+    text, used = fit_prompt(transcriber.processor, terms, 40)
+    assert 0 < used < len(terms)
+    assert text == ", ".join(terms[:used])
+    assert prompt_token_count(transcriber.processor, text) <= 40
+    assert prompt_token_count(transcriber.processor, ", ".join(terms[: used + 1])) > 40
+    assert transcriber.fit_prompt(terms)[1] > used  # the model's own limit (223 tokens) is larger
+
+
+def test_a_prompt_over_the_limit_is_refused(transcriber):
+    with pytest.raises(DictuneError, match="limit of 223"):
+        transcriber.transcribe([_noise(0.5, 1)], prompt="pleural effusion " * 200)
+
+
+def test_bad_inputs_are_refused(transcriber):
+    with pytest.raises(DictuneError, match="longer than 30 s"):
+        transcriber.transcribe([np.zeros(31 * SAMPLE_RATE, np.float32)])
+    with pytest.raises(DictuneError, match="mono"):
+        transcriber.transcribe([np.zeros((2, 100), np.float32)])
+
+
+def test_transcripts_are_logged_at_debug_only(transcriber, caplog):
+    logger = logging.getLogger("dictune")
+    logger.addHandler(caplog.handler)  # the CLI may have turned off propagation earlier in the session
+    try:
+        caplog.set_level(logging.INFO, logger="dictune")
+        texts = transcriber.transcribe([_noise(1.0, 3)])
+        assert texts[0] and texts[0] not in caplog.text
+        caplog.set_level(logging.DEBUG, logger="dictune")
+        transcriber.transcribe([_noise(1.0, 3)])
+        assert texts[0] in caplog.text, "the DEBUG line exists, so the INFO check above can fail"
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+@pytest.mark.integration
+def test_real_tiny_en_transcribes_plain_sentences(tiny_en_dir, speech_clips):
+    from pipeline.metrics import score
+
+    clips = [speech_clips[i] for i in (0, 4, 6)]  # plain, non-medical sentences
+    transcriber = Transcriber(tiny_en_dir, batch_size=3)
+    hyps = transcriber.transcribe([c.audio for c in clips])
+    assert score([c.text for c in clips], hyps).wer.rate < 0.5
+    prompted = transcriber.transcribe([c.audio for c in clips], prompt="weather, river, apples, bread")
+    assert score([c.text for c in clips], prompted).wer.rate < 0.5
+    assert not any(h.lower().startswith("weather, river") for h in prompted)
+
+
+def test_a_peft_adapter_is_merged_on_load(tiny_whisper_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import WhisperForConditionalGeneration
+
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # non-zero update
+    peft_model = get_peft_model(base, lora)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    expected = peft_model.merge_and_unload().state_dict()
+    adapted = Transcriber(tiny_whisper_dir, adapter_dir=tmp_path / "adapter", max_new_tokens=MAX_NEW_TOKENS)
+    plain = Transcriber(tiny_whisper_dir, max_new_tokens=MAX_NEW_TOKENS)
+    key = "model.decoder.layers.0.self_attn.q_proj.weight"
+    assert torch.allclose(adapted.model.state_dict()[key], expected[key])
+    assert not torch.allclose(plain.model.state_dict()[key], expected[key])
+    assert isinstance(adapted.transcribe([_noise(1.0, 5)])[0], str)
