@@ -126,6 +126,7 @@ class TrainConfig:
     resume: bool = False  # continue from the last checkpoint in <work_dir>/train
     # -- data
     train_manifest: str | None = None  # default <work_dir>/normalize/train.jsonl
+    extra_train_manifests: tuple[str, ...] = ()  # more training manifests, e.g. cut long dictations
     dev_manifest: str | None = None  # default <work_dir>/normalize/dev.jsonl; "" = no dev evaluation
     replay_manifest: str | None = None  # plain-English items mixed into training against forgetting
     replay_ratio: float = 0.0  # share of training items drawn from replay_manifest, in [0, 0.9]
@@ -256,9 +257,11 @@ class TranscribeConfig:
     language: str = "en"  # decoding language of multilingual models; .en models ignore it
     device: str = "cpu"  # cpu | cuda
     threads: int = 0  # CPU threads of the engine (0 = torch's default / CTranslate2's 4)
-    compute_type: str = "int8"  # ct2 engine: int8 | int8_float32 | float32 | float16 (cuda) ...
+    # ct2 engine: int8 | float32 | float16 (cuda) ... On tiny.en int8 was ~1.3x faster than float32 but changed
+    # ~8% of the words against the HF model (float32: 0-0.6%); see scripts/bench_transcribe.py
+    compute_type: str = "int8"
     export_quantization: str = "float16"  # weights of CT2 exports (dictune export, ct2 auto-export)
-    max_chunk_seconds: float = 30.0  # vad mode: longest chunk (speech regions are packed up to it)
+    max_chunk_seconds: float = 25.0  # vad mode: longest chunk (30 s chunks lost words: see longform.py)
     vad_threshold: float = 0.5  # silero-vad speech probability above which a frame is speech
     min_pause_ms: int = 150  # shorter pauses are never a chunk boundary
     speech_pad_ms: int = 200  # audio kept on each side of a speech region, ms
@@ -285,6 +288,37 @@ class TranscribeConfig:
         return out
 
 
+CURVE_METRICS = ("b_wer", "term_error", "wer")  # domain metrics the learning curve can plot
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """`dictune curve CONFIG`: train on nested subsets of the training manifest and score each point."""
+
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # shares of the training audio (hours), ascending
+    seeds: int = 2  # random subset draws per fraction; draw k also trains with seed config.seed + k
+    quality_arm: bool = True  # also train the same budgets with the worst alignment-score items removed
+    quality_drop_fraction: float = 0.25  # share of the alignment-scored items removed, worst first
+    term_metric: str = "b_wer"  # domain metric on the curve: b_wer | term_error (1 - term recall) | wer
+    workers: int = 1  # points trained and scored at once, each in its own process (1 = in this process)
+    keep_models: bool = False  # keep each point's merged/ model (its small adapter/ is always kept)
+
+    def problems(self) -> list[str]:
+        """Value checks of this section, each with its dotted key."""
+        out = []
+        if not self.fractions or any(not 0.0 < f <= 1.0 for f in self.fractions):
+            out.append("curve.fractions: give shares in (0, 1], e.g. [0.1, 0.25, 0.5, 1.0]")
+        elif list(self.fractions) != sorted(set(self.fractions)):
+            out.append("curve.fractions: must be ascending without repeats")
+        if self.seeds < 1 or self.workers < 1:
+            out.append("curve.seeds / curve.workers: must be >= 1")
+        if not 0.0 < self.quality_drop_fraction < 1.0:
+            out.append("curve.quality_drop_fraction: must be in (0, 1)")
+        if self.term_metric not in CURVE_METRICS:
+            out.append(f"curve.term_metric: must be one of {', '.join(CURVE_METRICS)}, got {self.term_metric!r}")
+        return out
+
+
 @dataclass(frozen=True)
 class Config:
     name: str  # experiment name, used in reports
@@ -300,6 +334,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
+    curve: CurveConfig = field(default_factory=CurveConfig)  # `dictune curve` only
 
     @property
     def work_path(self) -> Path:
@@ -396,6 +431,7 @@ def validate(config: Config) -> list[str]:
     problems += config.train.problems()
     problems += config.evaluate.problems()
     problems += config.transcribe.problems()
+    problems += config.curve.problems()
     names = [s.name for s in config.ingest.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"ingest.sources: name {dup!r} is used twice")

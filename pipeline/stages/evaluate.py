@@ -112,9 +112,13 @@ def inputs(config: Config) -> list[Path]:
     return paths + [_PACKAGE_DIR / name for name in ("text.py", "metrics.py", "transcription.py", "report.py")]
 
 
-def adapted_model(config: Config, base_dir: Path) -> tuple[Path, Path | None] | None:
-    """(model dir, adapter dir or None) of the adapted system, or None when train has not run."""
-    merged, adapter = config.stage_dir("train") / "merged", config.stage_dir("train") / "adapter"
+def adapted_model(
+    config: Config, base_dir: Path, train_dir: Path | None = None
+) -> tuple[Path, Path | None] | None:
+    """(model dir, adapter dir or None) of the adapted system in train_dir (default: the train stage's
+    folder), or None when train has not run."""
+    train_dir = train_dir or config.stage_dir("train")
+    merged, adapter = train_dir / "merged", train_dir / "adapter"
     if (merged / "config.json").is_file():
         return merged, None
     if (adapter / "adapter_config.json").is_file():

@@ -24,6 +24,7 @@ SECTIONS = ("train",)
 def _manifests(config: Config) -> list[Path]:
     cfg, normalize = config.train, config.stage_dir("normalize")
     paths = [Path(cfg.train_manifest) if cfg.train_manifest else normalize / "train.jsonl"]
+    paths += [Path(p) for p in cfg.extra_train_manifests]
     if cfg.dev_manifest is None:
         paths.append(normalize / "dev.jsonl")
     elif cfg.dev_manifest:
@@ -46,12 +47,13 @@ def resolve_base(config: Config) -> Path:
     return Path(resolve_model(config.model.base, cache_dir=config.model.cache_dir))
 
 
-def run(config: Config) -> dict[str, Any]:
+def run(config: Config, out_dir: Path | None = None) -> dict[str, Any]:
+    """Train; writes under out_dir (default <work_dir>/train; `dictune curve` gives each point its own)."""
     import torch
 
     from pipeline.training.trainer import Trainer
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    trainer = Trainer(config, resolve_base(config))
+    trainer = Trainer(config, resolve_base(config), out_dir=out_dir)
     return trainer.train()

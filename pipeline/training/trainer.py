@@ -137,6 +137,9 @@ class Trainer:
         train_path = Path(cfg.train_manifest or work / "normalize" / "train.jsonl")
         dev_path = cfg.dev_manifest if cfg.dev_manifest is not None else work / "normalize" / "dev.jsonl"
         train, rejects = self._load(train_path, "train")
+        for extra_path in cfg.extra_train_manifests:
+            more_train, more = self._load(Path(extra_path), "train")
+            train, rejects = train + more_train, rejects + more
         if not train:
             raise DictuneError(
                 f"{train_path}: no usable training items (see {self.out_dir / 'rejects.jsonl'})"

@@ -1,0 +1,399 @@
+"""The learning curve: nested deterministic subsets, the quality arm's budget, the sentences, and a tiny
+end-to-end curve (train stage + evaluate code) on the tiny random Whisper."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+from pipeline.config import ConfigError, config_from_dict
+from pipeline.curve import draw_order, plan_subsets, quality_split, take_budget
+from pipeline.curve_report import build_curve
+from pipeline.manifest import Record, write_manifest
+
+SAMPLE_RATE = 16000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SENTENCES = (
+    "Bibasilar atelectasis without pleural effusion.",
+    "No pneumothorax is seen.",
+    "Mild hydronephrosis of the left kidney.",
+    "The endotracheal tube is in good position.",
+)
+GENERAL = ("The weather is cold today.", "Please close the door.")
+LEXICON = ("atelectasis", "pleural effusion", "pneumothorax", "hydronephrosis", "endotracheal tube")
+
+
+def _records(n: int, seed: int = 0, scored: int = 0) -> list[Record]:
+    """n records of random durations; the first `scored` carry distinct alignment_wer values."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        extra = {"alignment_wer": round(float(rng.uniform(0, 0.6)), 4) + i * 1e-6} if i < scored else {}
+        out.append(Record(f"utt{i:03d}", f"/a/{i}.wav", float(rng.uniform(1.0, 12.0)), "x", extra=extra))
+    return out
+
+
+def _ids(subset) -> set[str]:
+    return {r.id for r in subset.records}
+
+
+# ---------------------------------------------------------------------------------------------- subsets
+
+
+def test_subsets_are_nested_deterministic_per_seed_and_differ_across_seeds():
+    records = _records(200)
+    fractions = (0.1, 0.25, 0.5, 1.0)
+    plan = plan_subsets(records, fractions, draws=3, seed=1234)
+    again = plan_subsets(
+        list(reversed(records)), fractions, draws=3, seed=1234
+    )  # input order does not matter
+    assert [(s.id, [r.id for r in s.records]) for s in plan] == [
+        (s.id, [r.id for r in s.records]) for s in again
+    ]
+    total = sum(r.duration for r in records)
+    for draw in range(3):
+        subsets = [s for s in plan if s.draw == draw]
+        assert [s.fraction for s in subsets] == list(fractions)
+        for small, big in itertools.pairwise(subsets):
+            assert _ids(small) < _ids(big), "each subset lies inside the next larger one"
+        order = draw_order(records, 1234, draw)
+        for s in subsets:
+            assert s.seconds <= s.fraction * total + 1e-6
+            assert [r.id for r in s.records] == [
+                r.id for r in order[: len(s.records)]
+            ]  # a prefix of the draw
+            if len(s.records) < len(order):  # the longest prefix: one more record would break the budget
+                assert s.seconds + order[len(s.records)].duration > s.fraction * total
+        assert _ids(subsets[-1]) == {r.id for r in records}
+    quarter = [_ids(s) for s in plan if s.fraction == 0.25]
+    assert quarter[0] != quarter[1] and quarter[1] != quarter[2]
+    assert plan_subsets(records, fractions, 1, seed=99)[1].ids != plan[1].ids, "config.seed changes the draws"
+
+
+def test_take_budget_keeps_at_least_one_record():
+    records = _records(5)
+    assert len(take_budget(records, 0.0)) == 1
+    assert take_budget([], 10.0) == ()
+
+
+def test_quality_arm_removes_exactly_the_worst_quartile_and_keeps_the_budget():
+    records = _records(100, seed=3, scored=40)
+    records[50] = records[50].replace(extra={"alignment_wer": "n/a"})  # not a number: counts as clean
+    records[51] = records[51].replace(extra={"alignment_wer": None})
+    quality = quality_split(records, 0.25)
+    scores = sorted((r.extra["alignment_wer"] for r in records[:40]), reverse=True)
+    assert quality.scored == 40 and len(quality.removed) == 10
+    assert [r.extra["alignment_wer"] for r in quality.removed] == scores[:10]
+    assert quality.threshold == scores[9]
+    assert {r.id for r in quality.clean} == {r.id for r in records} - {r.id for r in quality.removed}
+    assert quality_split(records[:3], 0.25).removed == (
+        records[:3][int(np.argmax([r.extra["alignment_wer"] for r in records[:3]]))],
+    )
+
+    fractions = (0.25, 0.5, 1.0)
+    plan = plan_subsets(records, fractions, draws=2, seed=7, quality=quality)
+    removed = {r.id for r in quality.removed}
+    clean_total = sum(r.duration for r in quality.clean)
+    for draw in range(2):
+        random = {s.fraction: s for s in plan if s.draw == draw and s.arm == "random"}
+        clean = [s for s in plan if s.draw == draw and s.arm == "clean"]
+        for small, big in itertools.pairwise(clean):
+            assert _ids(small) <= _ids(big)
+        clean_order = [r for r in draw_order(records, 7, draw) if r.id not in removed]
+        for s in clean:
+            assert not _ids(s) & removed
+            assert s.budget_seconds == random[s.fraction].budget_seconds, "the same audio budget as random"
+            assert s.seconds <= s.budget_seconds + 1e-6
+            assert [r.id for r in s.records] == [r.id for r in clean_order[: len(s.records)]]
+            if s.budget_met:
+                assert s.seconds + clean_order[len(s.records)].duration > s.budget_seconds
+        full = clean[-1]
+        assert (
+            not full.budget_met
+            and math.isclose(full.seconds, clean_total)
+            and _ids(full) == {r.id for r in quality.clean}
+        )
+
+
+def test_a_clean_subset_equal_to_a_random_one_is_not_trained_twice():
+    records = _records(20, scored=20)
+    worst = max(records, key=lambda r: r.extra["alignment_wer"])
+    quality = quality_split(records, 0.05)
+    assert quality.removed == (worst,)
+    plan = plan_subsets(records, (0.2, 1.0), draws=1, seed=1, quality=quality)
+    by_id = {s.id: s for s in plan}
+    small = by_id["clean-f0.2-s0"]
+    if worst.id not in _ids(by_id["random-f0.2-s0"]):
+        assert small.same_as == "random-f0.2-s0"
+    else:
+        assert small.same_as is None
+    assert by_id["random-f1-s0"].same_as is None and by_id["clean-f1-s0"].same_as is None
+
+
+def test_curve_config_values_are_checked():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(
+            {
+                "name": "x",
+                "curve": {
+                    "fractions": [0.5, 0.25],
+                    "seeds": 0,
+                    "term_metric": "cer",
+                    "quality_drop_fraction": 1.0,
+                },
+            }
+        )
+    message = str(e.value)
+    for key in ("curve.fractions", "curve.seeds", "curve.term_metric", "curve.quality_drop_fraction"):
+        assert key in message
+
+
+def test_short_override_keys():
+    from pipeline.tools.curve import curve_overrides
+
+    assert curve_overrides(["fractions=0.1,0.5", "seeds=3", "train.max_steps=5", "quality_arm=false"]) == [
+        "curve.fractions=[0.1,0.5]",
+        "curve.seeds=3",
+        "train.max_steps=5",
+        "curve.quality_arm=false",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- sentences
+
+
+def _point(arm, fraction, draw, hours, b_wer, general=0.05, met=True):
+    metrics = {
+        "wer": b_wer / 2,
+        "b_wer": b_wer,
+        "u_wer": 0.1,
+        "term_error": b_wer,
+        "term_f1": 1 - b_wer,
+        "general_wer": general,
+    }
+    return {"id": f"{arm}-{fraction}-{draw}", "arm": arm, "fraction": fraction, "draw": draw, "items": 100 * fraction,
+            "hours": hours, "budget_hours": hours, "budget_met": met, "same_as": None, "metrics": metrics,
+            "train_seconds": 10.0, "eval_seconds": 5.0, "train": {}, "reused": False}  # fmt: skip
+
+
+def _meta(quality=None):
+    return {"name": "demo", "base_model": "tiny.en", "train_manifest": "train.jsonl", "total_items": 100,
+            "total_hours": 1.0, "term_metric": "b_wer", "domain_split": "test", "general_split": "test_general",
+            "splits": {"test": 10, "test_general": 5}, "fractions": [0.2, 1.0], "seeds": 2,
+            "train": {"mode": "lora", "adapt": "decoder", "max_steps": 300, "batch_size": 8, "learning_rate": 1e-3,
+                      "cache_encoder_outputs": "auto", "seed": 1},
+            "quality": quality, "prompt": None, "notes": []}  # fmt: skip
+
+
+def test_the_sentences_come_from_the_numbers(tmp_path):
+    from pipeline.curve_report import write_curve
+
+    points = [
+        _point("random", 0.2, 0, 0.2, 0.28),
+        _point("random", 0.2, 1, 0.2, 0.30),
+        _point("random", 1.0, 0, 1.0, 0.19),
+        _point("random", 1.0, 1, 1.0, 0.21),
+        _point("clean", 0.2, 0, 0.2, 0.24),
+        _point("clean", 0.2, 1, 0.2, 0.26),
+        _point("clean", 1.0, 0, 0.8, 0.25, met=False),
+        _point("clean", 1.0, 1, 0.8, 0.25, met=False),
+    ]
+    quality = {
+        "scored_items": 40,
+        "removed_items": 10,
+        "removed_hours": 0.2,
+        "drop_fraction": 0.25,
+        "threshold": 0.41,
+        "key": "alignment_wer",
+    }
+    baselines = {
+        "base": {"b_wer": 0.40, "general_wer": 0.04},
+        "base+prompt": {"b_wer": 0.33, "general_wer": 0.05},
+    }
+    curve = build_curve(_meta(quality), baselines, points, 123.0)
+    text = " ".join(curve["sentences"])
+    assert curve["sentences"][0] == (
+        "With 60 minutes of dictation (100 utterances), term error (B-WER) falls from "
+        "40.0% to 20.0% (mean of 2 draws, 19.0%–21.0%)."
+    )
+    assert "Half of that gain already comes with 12 minutes (term error (B-WER) 29.0%)" in text
+    assert "training beats it from 12 minutes on" in text  # 29% < the prompt's 33%
+    assert "still falling (9.0 points from 12 minutes to 60 minutes)" in text
+    assert (
+        "at the same 12 minutes gives term error (B-WER) 25.0% against 29.0% for random data: cleaner beats "
+        "bigger." in text
+    )
+    assert (
+        "All the clean data (48 minutes) gives term error (B-WER) 25.0% against 20.0% for all the data "
+        "(60 minutes): cleaning made it worse."
+    ) in text
+    assert "General WER (plain English, test_general) rises from 4.0% to 5.0% at 60 minutes." in text
+    rows = {(r["arm"], r["fraction"]): r for r in curve["summary"]}
+    assert rows[("random", 1.0)]["term"] == pytest.approx({"mean": 0.20, "min": 0.19, "max": 0.21})
+    assert not rows[("clean", 1.0)]["budget_met"]
+
+    worse = [_point("random", 0.2, 0, 0.2, 0.445), _point("random", 1.0, 0, 1.0, 0.44)]
+    curve = build_curve(dict(_meta(), seeds=1), baselines, worse, 1.0)
+    assert curve["sentences"][0].endswith("term error (B-WER) rises from 40.0% to 44.0% (one draw).")
+    assert "no training point beats it" in curve["sentences"][1]
+    assert curve["sentences"][2].startswith("The curve is flat from 12 minutes to 60 minutes (+0.5 points)")
+    written = write_curve(curve, tmp_path)
+    assert [p.name for p in written] == ["curve.md", "curve.png"]
+    assert "| random 100% | 60.0 | 100 | 1 | 44.0% | 5.0% |" in (tmp_path / "curve.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def _write_split(work, name, texts, n, seed, scored=0):
+    """n tone clips (one pitch per sentence) in work/normalize/<name>.jsonl; the first `scored` get an
+    alignment_wer."""
+    rng = np.random.default_rng(seed)
+    audio = work / "normalize" / "audio" / name
+    audio.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        k = i % len(texts)
+        seconds = float(rng.uniform(0.4, 1.2))
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 150 * k) * t) + 0.01 * rng.standard_normal(t.size)
+        soundfile.write(audio / f"{i:03d}.wav", wave.astype(np.float32), SAMPLE_RATE)
+        extra = {"alignment_wer": round(0.1 * i, 2)} if i < scored else {}
+        records.append(Record(f"{name}-{i}", f"audio/{name}/{i:03d}.wav", seconds, texts[k], extra=extra))
+    write_manifest(work / "normalize" / f"{name}.jsonl", records)
+
+
+@pytest.fixture
+def curve_project(tmp_path, tiny_whisper_dir):
+    work = tmp_path / "work"
+    _write_split(work, "train", SENTENCES, 12, 0, scored=8)
+    _write_split(work, "dev", SENTENCES, 4, 1)
+    _write_split(work, "test", SENTENCES, 4, 2)
+    _write_split(work, "test_general", GENERAL, 2, 3)
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("\n".join(LEXICON) + "\n", encoding="utf-8")
+    data = {
+        "name": "curvetest", "work_dir": str(work), "seed": 5, "lexicon": str(lexicon),
+        "model": {"base": str(tiny_whisper_dir)},
+        "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-2, "warmup_steps": 0, "eval_steps": 0,
+                  "log_steps": 1, "generation_max_new_tokens": 4, "eval_batch_size": 4},
+        "evaluate": {"max_new_tokens": 4, "bootstrap_samples": 10},
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text("# curve test\n" + yaml.safe_dump(data), encoding="utf-8")
+    return path, work
+
+
+def test_tiny_curve_end_to_end_through_the_cli(curve_project, monkeypatch, capsys):
+    from pipeline.cli import main
+    from pipeline.stages import train as train_stage
+
+    config_path, work = curve_project
+    assert main(["curve", str(config_path), "fractions=0.5,1.0", "seeds=1"]) == 0
+    out = work / "curve"
+    curve = json.loads((out / "curve.json").read_text())
+    points = {p["id"]: p for p in curve["points"]}
+    assert set(points) == {"random-f0.5-s0", "random-f1-s0", "clean-f0.5-s0", "clean-f1-s0"}
+    assert set(curve["baselines"]) == {"base", "base+prompt"}
+    for values in [*curve["baselines"].values(), *(p["metrics"] for p in points.values())]:
+        assert values["b_wer"] is not None and values["general_wer"] is not None
+    assert curve["quality"]["scored_items"] == 8 and curve["quality"]["removed_items"] == 2
+    removed = [json.loads(line)["id"] for line in (out / "quality_removed.jsonl").read_text().splitlines()]
+    assert removed == ["train-7", "train-6"]  # highest alignment_wer first
+    assert points["random-f1-s0"]["items"] == 12 and points["clean-f1-s0"]["items"] == 10
+    assert not points["clean-f1-s0"]["budget_met"]
+    for point_id, point in points.items():
+        subset = {
+            json.loads(line)["id"]
+            for line in (out / "subsets" / f"{point_id}.jsonl").read_text().splitlines()
+        }
+        if point["same_as"] is None:
+            assert len(subset) == point["items"]
+            train_dir = out / "points" / point_id / "train"
+            assert (train_dir / "adapter" / "adapter_config.json").is_file()
+            assert not (train_dir / "merged").exists() and not (train_dir / "checkpoints").exists()
+            assert not (train_dir / "encoder_cache").exists(), (
+                "the shared cache link is removed after training"
+            )
+            assert json.loads((train_dir / "train_config.json").read_text())["resolved"][
+                "train_items"
+            ] == len(subset)
+        if point["arm"] == "clean":
+            assert not subset & set(removed)
+    assert any((work / "train" / "encoder_cache").rglob("*.npy")), "one encoder cache shared by the points"
+    assert (out / "curve.png").read_bytes().startswith(PNG_SIGNATURE)
+    md = (out / "curve.md").read_text()
+    assert curve["sentences"][0] in md and "![learning curve](curve.png)" in md
+    assert curve["sentences"][0].startswith("With ")
+    assert capsys.readouterr().out.splitlines()[0] == curve["sentences"][0]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an unchanged point must not be trained again")
+
+    monkeypatch.setattr(train_stage, "run", no_training)
+    assert main(["curve", str(config_path), "fractions=0.5,1.0", "seeds=1"]) == 0
+    again = json.loads((out / "curve.json").read_text())
+    assert [p["metrics"] for p in again["points"]] == [p["metrics"] for p in curve["points"]]
+    assert all(p["reused"] for p in again["points"]) and not any(p["reused"] for p in curve["points"])
+    assert "computed by an earlier run" in (out / "curve.md").read_text()
+
+
+def test_base_transcripts_of_the_evaluate_stage_are_reused_and_no_scores_skip_the_quality_arm(
+    curve_project, monkeypatch
+):
+    from pipeline import runner
+    from pipeline.config import load_config
+    from pipeline.tools.curve import run_curve
+
+    config_path, work = curve_project
+    _write_split(work, "train", SENTENCES, 8, 0, scored=0)
+    config = load_config(config_path, ["curve.fractions=[1.0]", "curve.seeds=1"])
+    runner.run_stage(config, "evaluate")  # base and base+prompt, decoded and cached by the stage
+    decoded = []
+
+    class Recorder:
+        def __init__(self, model_dir, adapter_dir=None, **options):
+            self.model_dir, self.adapter_dir = model_dir, adapter_dir
+
+        def transcribe(self, arrays, prompt=None, progress=False):
+            decoded.append((self.adapter_dir, prompt))
+            return [""] * len(arrays)
+
+    monkeypatch.setattr("pipeline.transcription.Transcriber", Recorder)
+    curve = run_curve(config)
+    assert decoded and all(adapter is not None and prompt is None for adapter, prompt in decoded), (
+        "only the adapted model is decoded: the baselines come from the evaluate stage's cache"
+    )
+    report = json.loads((work / "evaluate" / "report.json").read_text())
+    base = next(r for r in report["headline"]["rows"] if r["system"] == "base")
+    assert curve["baselines"]["base"]["b_wer"] == base["b_wer"]
+    assert [p["id"] for p in curve["points"]] == ["random-f1-s0"] and curve["quality"] is None
+    assert any("quality arm skipped" in note for note in curve["notes"])
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_in_process_results(curve_project):
+    from pipeline.config import load_config
+    from pipeline.tools.curve import run_curve
+
+    config_path, work = curve_project
+    overrides = ["curve.fractions=[0.5, 1.0]", "curve.seeds=2", "curve.quality_arm=false", "threads=1"]
+    parallel = run_curve(load_config(config_path, [*overrides, "curve.workers=2"]))
+    assert len(parallel["points"]) == 4 and not any(p["reused"] for p in parallel["points"])
+    points = sorted((work / "curve" / "points").iterdir())
+    adapters = [(p / "train" / "adapter" / "adapter_model.safetensors").read_bytes() for p in points]
+    assert len(set(adapters)) == 4, "every point trained its own adapter"
+    for point in points:
+        (point / "result.json").unlink()  # force the in-process run to train again
+    serial = run_curve(load_config(config_path, [*overrides, "curve.workers=1"]))
+    assert not any(p["reused"] for p in serial["points"])
+    assert [(p / "train" / "adapter" / "adapter_model.safetensors").read_bytes() for p in points] == adapters
+    assert [(p["id"], p["metrics"]) for p in serial["points"]] == [
+        (p["id"], p["metrics"]) for p in parallel["points"]
+    ]
