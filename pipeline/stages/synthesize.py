@@ -1,0 +1,217 @@
+"""Render the demo dictation corpus with offline TTS voices and write its text manifests.
+
+Reads synthesize.corpus_dir (sentences.tsv, general.tsv, reports.jsonl), plans who reads what
+(pipeline/tts/plan.py: held-out test sentences and test voices), renders every missing or changed
+rendering to 16 kHz mono 16-bit WAV under synthesize.audio_dir in `workers` processes, and writes the
+NeMo manifests train / dev / test / test_general / long.jsonl to synthesize.manifest_dir (audio paths
+relative to that directory). A rendering that fails, or a long one outside [long_min_seconds,
+long_max_seconds], is left out of the manifests and listed in <work_dir>/synthesize/rejects.jsonl.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config, SynthesizeConfig
+from pipeline.errors import DictuneError
+from pipeline.files import atomic_write_json
+from pipeline.manifest import Record, Reject, write_manifest, write_rejects
+
+logger = logging.getLogger("dictune")
+
+SECTIONS = ("synthesize",)
+STAGE = "synthesize"
+
+
+def inputs(config: Config) -> list[Path]:
+    """The corpus files, the manifests and the audio folder (deleted audio makes the stage run again)."""
+    from pipeline.tts.corpus import CORPUS_FILES
+    from pipeline.tts.plan import SPLITS
+
+    cfg = _section(config)
+    paths = [Path(cfg.corpus_dir) / name for name in CORPUS_FILES]
+    paths += [Path(cfg.manifest_dir) / f"{split}.jsonl" for split in SPLITS]
+    return paths + ([Path(cfg.audio_dir)] if Path(cfg.audio_dir).exists() else [])
+
+
+def _section(config: Config) -> SynthesizeConfig:
+    if config.synthesize is None:
+        raise DictuneError("synthesize: the config has no `synthesize:` section (needed for the demo corpus)")
+    return config.synthesize
+
+
+def run(config: Config) -> dict[str, Any]:
+    from pipeline.text import to_spoken
+    from pipeline.tts.corpus import read_corpus
+    from pipeline.tts.plan import make_plan
+
+    cfg = _section(config)
+    start = time.monotonic()
+    items = make_plan(read_corpus(cfg.corpus_dir), cfg, config.seed, to_spoken)
+    durations, results, reused = _render_missing(items, cfg)
+    records, rejects = _collect(items, durations, results, cfg)
+    for split, rows in records.items():
+        write_manifest(Path(cfg.manifest_dir) / f"{split}.jsonl", rows)
+    out_dir = config.stage_dir(STAGE)
+    write_rejects(out_dir / "rejects.jsonl", rejects)
+    summary = _summary(records, rejects, results, cfg, time.monotonic() - start)
+    summary["reused"] = reused
+    summary["stale_files"] = _count_stale(items, cfg)
+    atomic_write_json(out_dir / "summary.json", summary)
+    logger.info(
+        "synthesize: %s clips, %.2f h of audio (%s rendered, %s reused, %s rejected) in %.0f s",
+        summary["clips"],
+        summary["hours"],
+        summary["rendered"],
+        summary["reused"],
+        summary["rejected"],
+        summary["seconds"],
+    )
+    return summary
+
+
+def _count_stale(items, cfg: SynthesizeConfig) -> int:
+    """WAV files in audio_dir that no planned item uses (left from an older corpus or config; kept)."""
+    from pipeline.tts.render import audio_path
+
+    planned = {audio_path(item, cfg.audio_dir).resolve() for item in items}
+    stale = [p for p in Path(cfg.audio_dir).glob("*/*.wav") if p.resolve() not in planned]
+    if stale:
+        logger.info(
+            "synthesize: %s audio files in %s are no longer used (safe to delete)", len(stale), cfg.audio_dir
+        )
+    return len(stale)
+
+
+def _existing_duration(path: Path) -> float | None:
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError):  # missing or unreadable: render it (again)
+        return None
+    return info.frames / info.samplerate if info.frames else None
+
+
+def _render_missing(items, cfg: SynthesizeConfig):
+    """Durations of all renderings on disk by item id, this run's results, and how many were reused."""
+    from tqdm import tqdm
+
+    from pipeline.tts.render import audio_path, job_for, render_jobs
+
+    durations, jobs = {}, []
+    for item in items:
+        duration = _existing_duration(audio_path(item, cfg.audio_dir))
+        if duration is None:
+            jobs.append(job_for(item, cfg.audio_dir))
+        else:
+            durations[item.id] = duration
+    logger.info(
+        "synthesize: %s renderings planned, %s already on disk, %s to render",
+        len(items),
+        len(durations),
+        len(jobs),
+    )
+    results, failed_voices = [], set()
+    with tqdm(total=len(jobs), unit="clip", desc="synthesize", disable=not jobs) as bar:
+        for result in render_jobs(jobs, cfg.voices_dir, cfg.workers):
+            results.append(result)
+            bar.update(1)
+            if result.error is None:
+                durations[result.id] = result.duration
+            elif result.voice not in failed_voices:
+                failed_voices.add(result.voice)
+                logger.warning(
+                    "synthesize: voice %s failed (%s); other voices continue", result.voice, result.error
+                )
+    return durations, results, len(items) - len(jobs)
+
+
+def _record(item, duration: float, cfg: SynthesizeConfig) -> Record:
+    from pipeline.tts.render import audio_path
+
+    extra = {"voice": item.voice.spec, "engine": item.voice.engine, "sentence_id": item.passage.id}
+    if item.passage.modality:
+        extra["modality"] = item.passage.modality
+    extra["commands"] = item.commands
+    if item.split_use:
+        extra["split_use"] = item.split_use
+    if item.augment:
+        extra["augment"] = f"{item.augment[0]}:{item.augment[1]:g}"
+    path = os.path.relpath(audio_path(item, cfg.audio_dir), cfg.manifest_dir)
+    return Record(
+        item.id,
+        Path(path).as_posix(),
+        round(duration, 3),
+        item.passage.text,
+        speaker=item.voice.speaker,
+        extra=extra,
+    )
+
+
+def _collect(items, durations, results, cfg: SynthesizeConfig):
+    errors = {r.id: r.error for r in results if r.error}
+    from pipeline.tts.plan import SPLITS
+
+    records: dict[str, list[Record]] = {split: [] for split in SPLITS}
+    rejects = []
+    for item in items:
+        duration = durations.get(item.id)
+        reason = errors.get(item.id, "not rendered") if duration is None else None
+        if (
+            reason is None
+            and item.split == "long"
+            and not cfg.long_min_seconds <= duration <= cfg.long_max_seconds
+        ):
+            reason = (
+                f"long dictation is {duration:.1f} s, outside [{cfg.long_min_seconds:g}, "
+                f"{cfg.long_max_seconds:g}] s (synthesize.long_min_seconds / long_max_seconds)"
+            )
+        if reason is not None:
+            rejects.append(
+                Reject(
+                    item.passage.source, item.passage.line, f"{item.voice.spec}: {reason}", STAGE, id=item.id
+                )
+            )
+            continue
+        records[item.split].append(_record(item, duration, cfg))
+    for rows in records.values():
+        rows.sort(key=lambda r: r.id)
+    return records, rejects
+
+
+def _summary(records, rejects, results, cfg: SynthesizeConfig, seconds: float) -> dict[str, Any]:
+    splits = {}
+    for split, rows in records.items():
+        splits[split] = {
+            "clips": len(rows),
+            "hours": round(sum(r.duration for r in rows) / 3600, 3),
+            "voices": dict(sorted(Counter(r.extra["voice"] for r in rows).items())),
+        }
+        if split == "long":
+            splits[split]["split_use"] = dict(Counter(r.extra["split_use"] for r in rows))
+    speed: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in results:
+        if r.error is None:
+            speed[r.voice][0] += r.duration
+            speed[r.voice][1] += r.seconds
+            speed[r.voice][2] += r.cpu_seconds
+    failures = Counter(r.voice for r in results if r.error)
+    return {
+        "splits": splits,
+        "clips": sum(s["clips"] for s in splits.values()),
+        "hours": round(sum(s["hours"] for s in splits.values()), 3),
+        "rendered": sum(1 for r in results if r.error is None),
+        "rejected": len(rejects),
+        "failures": dict(sorted(failures.items())),
+        # audio seconds per rendering second: wall clock (shared machine: load counts) and CPU time
+        "x_real_time": {v: round(a / max(t, 1e-9), 1) for v, (a, t, _) in sorted(speed.items())},
+        "x_real_time_cpu": {v: round(a / max(c, 1e-9), 1) for v, (a, _, c) in sorted(speed.items())},
+        "workers": cfg.workers,
+        "seconds": round(seconds, 1),
+    }
