@@ -68,7 +68,9 @@ class SynthesizeConfig:
     # held-out voices (no speaker shared with train) for test, test_general and the long demo reports
     test_voices: tuple[str, ...] = ("kokoro:af_heart@1", "kokoro:bm_george@1", "flite:awb@1")
     test_renderings: int = 1  # test voices reading each test sentence
-    general_sentences: int = 45  # plain-English sentences read for test_general (0 = all of general.tsv)
+    # plain-English sentences read by test voices for test_general (0 = all of general.tsv); the rest are
+    # read by train voices as general_dev (general WER during training, replay against forgetting)
+    general_sentences: int = 45
     commands_fraction: float = 0.25  # share of train/dev sentence renderings dictated with spoken punctuation
     long_train_reports: int = 12  # whole reports read (with commands) by train voices; segment cuts them
     long_demo_reports: int = 3  # whole reports read by test voices for the transcription demo

@@ -73,7 +73,7 @@ def synth_config(tmp_path: Path, **overrides) -> SynthesizeConfig:
         "test_fraction": 0.25,
         "train_voices": {"flite:slt@1": 1.0, "flite:rms@1.1": 1.0, "espeak:en-us+m3@1": 1.0},
         "test_voices": ("flite:awb@1", "espeak:en-us+f2@1"),
-        "general_sentences": 0,
+        "general_sentences": 3,
         "long_train_reports": 2,
         "long_demo_reports": 1,
         "long_min_seconds": 0.5,
@@ -130,7 +130,7 @@ def test_plan_is_deterministic_and_seed_dependent(tmp_path):
     other = make_plan(corpus, cfg, seed=8, to_spoken=spoken)
     assert first == again
     assert {(i.split, i.passage.id) for i in first} != {(i.split, i.passage.id) for i in other}
-    assert {i.split for i in first} == {"train", "dev", "test", "test_general", "long"}
+    assert {i.split for i in first} == {"train", "dev", "test", "test_general", "general_dev", "long", "long_demo"}
 
 
 def test_held_out_sentences_and_voices(tmp_path):
@@ -219,6 +219,7 @@ def test_long_renderings_outside_the_range_are_rejected(tmp_path, fake_engines):
     config = full_config(tmp_path, long_min_seconds=1000.0, long_max_seconds=2000.0)
     summary = stage.run(config)
     assert summary["splits"]["long"]["clips"] == 0
+    assert summary["splits"]["long_demo"]["clips"] == 0
     reasons = [r.reason for r in read_rejects(config.stage_dir("synthesize") / "rejects.jsonl")]
     assert any("long_min_seconds" in r for r in reasons)
 
@@ -251,11 +252,13 @@ def _demo(split: str):
 
 
 def test_demo_manifests_hold_out_test_sentences_and_voices():
-    train = _demo("train") + _demo("dev") + [r for r in _demo("long") if r.extra["split_use"] == "train"]
+    train = _demo("train") + _demo("dev") + _demo("long") + _demo("general_dev")
+    assert {r.extra["split_use"] for r in _demo("long")} == {"train"}
+    assert {r.extra["split_use"] for r in _demo("long_demo")} == {"demo"}
     test = _demo("test")
-    held_out = (
-        _demo("test") + _demo("test_general") + [r for r in _demo("long") if r.extra["split_use"] == "demo"]
-    )
+    held_out = _demo("test") + _demo("test_general") + _demo("long_demo")
+    general_test = {sentence_key(r.text) for r in _demo("test_general")}
+    assert general_test and not general_test & {sentence_key(r.text) for r in _demo("general_dev")}
     trained_text = {sentence_key(s) for r in train for s in split_sentences(r.text)}
     assert test and not {sentence_key(r.text) for r in test} & trained_text
     assert not {r.extra["sentence_id"] for r in test} & {r.extra["sentence_id"] for r in train}

@@ -165,7 +165,7 @@ def _collect(items, durations, results, cfg: SynthesizeConfig):
         reason = errors.get(item.id, "not rendered") if duration is None else None
         if (
             reason is None
-            and item.split == "long"
+            and item.split in ("long", "long_demo")
             and not cfg.long_min_seconds <= duration <= cfg.long_max_seconds
         ):
             reason = (
@@ -193,7 +193,7 @@ def _summary(records, rejects, results, cfg: SynthesizeConfig, seconds: float) -
             "hours": round(sum(r.duration for r in rows) / 3600, 3),
             "voices": dict(sorted(Counter(r.extra["voice"] for r in rows).items())),
         }
-        if split == "long":
+        if split in ("long", "long_demo"):
             splits[split]["split_use"] = dict(Counter(r.extra["split_use"] for r in rows))
     speed: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for r in results:

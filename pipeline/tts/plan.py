@@ -8,9 +8,11 @@ the config and the seed, and adding a sentence does not move any other sentence 
     test          held-out sentences (never in train/dev, nor inside a long-train report) read by the
                   held-out test voices, round-robin
     test_general  plain-English sentences read by the test voices, round-robin
-    long          whole reports dictated with spoken commands: `long_train_reports` by train voices
-                  (split_use "train": cut by segment into training data) and `long_demo_reports` by test
-                  voices (split_use "demo": the transcription demo)
+    general_dev   the other plain-English sentences read by train voices: general WER during training
+                  (and replay against forgetting); never the test_general sentences
+    long          whole reports dictated with spoken commands by train voices (split_use "train"):
+                  cut by segment into training data
+    long_demo     whole reports read by test voices (split_use "demo"): the transcription demo
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pipeline.errors import ConfigError, DictuneError
 from pipeline.tts import Voice, parse_voice
 from pipeline.tts.corpus import Corpus, Passage, sentence_key, split_sentences
 
-SPLITS = ("train", "dev", "test", "test_general", "long")
+SPLITS = ("train", "dev", "test", "test_general", "general_dev", "long", "long_demo")
 AUGMENT_KINDS = ("reverb", "noise", "telephone")
 # Spoken commands after which a radiologist pauses. to_spoken(commands=True) drops the punctuation marks,
 # and a synthesizer pauses only at punctuation, so a mark is put back after these words: a pause cue only,
@@ -149,10 +151,12 @@ class _Planner:
         low, high = {"reverb": cfg.augment_rt60, "noise": cfg.augment_snr_db}.get(kind, (0.0, 0.0))
         return kind, round(rng.uniform(low, high), 3)
 
-    def train_like(self, split: str, passage: Passage, count: int) -> None:
+    def train_like(self, split: str, passage: Passage, count: int, commands_fraction: float | None = None) -> None:
         rng = random.Random(item_seed(self.seed, "voices", passage.id))
+        if commands_fraction is None:
+            commands_fraction = self.cfg.commands_fraction
         for voice in draw_voices(self.train_voices, count, rng):
-            commands = unit(self.seed, "commands", passage.id, voice.spec) < self.cfg.commands_fraction
+            commands = unit(self.seed, "commands", passage.id, voice.spec) < commands_fraction
             self.add(split, passage, voice, commands, augment=self.augment_for(passage, voice))
 
     def round_robin(self, split: str, passages: list[Passage], count: int, **kw) -> None:
@@ -175,7 +179,10 @@ def make_plan(
     tests = _by_hash([p for p in corpus.sentences if splits[p.id] == "test"], seed, "test-order")
     planner.round_robin("test", tests, cfg.test_renderings, commands=False)
     general = _by_hash(corpus.general, seed, "general")
-    planner.round_robin("test_general", general[: cfg.general_sentences or None], 1, commands=False)
+    held_general = general[: cfg.general_sentences or None]
+    planner.round_robin("test_general", held_general, 1, commands=False)
+    for passage in general[len(held_general) :]:
+        planner.train_like("general_dev", passage, 1, commands_fraction=0.0)
     _plan_long(planner, corpus, {p.id for p in tests})
     return planner.items
 
@@ -189,7 +196,7 @@ def _plan_long(planner: _Planner, corpus: Corpus, test_ids: set[str]) -> None:
     clean = [
         r for r in reports[len(demo) :] if not held_out & {sentence_key(s) for s in split_sentences(r.text)}
     ]
-    planner.round_robin("long", demo, 1, commands=True, split_use="demo")
+    planner.round_robin("long_demo", demo, 1, commands=True, split_use="demo")
     for report in clean[: cfg.long_train_reports]:
         rng = random.Random(item_seed(seed, "voices", report.id))
         voice = draw_voices(planner.train_voices, 1, rng)[0]
