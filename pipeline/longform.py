@@ -1,0 +1,138 @@
+"""Long-form decoding: audio of any length -> timed segments, with either engine.
+
+Two strategies (TranscribeConfig.long_form):
+
+`vad` (default)   silero-vad finds the speech regions; consecutive regions are packed into chunks of at
+                  most max_chunk_seconds (a cut only ever falls in a pause of >= min_pause_ms; a region
+                  longer than a chunk is split by the VAD at its quietest point); the chunks of a whole
+                  group of files are decoded in batches, one window each, and each chunk becomes one
+                  segment timed by its offset in the file.
+`sequential`      the engine's own long-form loop (transformers' long-form generate, faster-whisper's
+                  transcribe): 30 s windows, each continued from its last predicted timestamp, giving
+                  sentence-sized timestamped segments. The prompt conditions the first window only.
+
+Measured on three radiology dictations of 3-4 minutes (10.2 min in all; tiny.en, greedy, 1 thread on a
+busy 2-core machine; RTF = seconds per second of audio; WER after the scoring normalization):
+
+    | strategy          | hf RTF | hf WER | ct2 int8 RTF | ct2 WER |
+    | sequential        | 0.209  | 0.290  | 0.042        | 0.270   |
+    | vad, 30 s chunks  | 0.093  | 0.284  | 0.036        | 0.290   |
+    | vad, 25 s chunks  | 0.104  | 0.257  | 0.035        | 0.276   |
+    | vad, 20 s chunks  | 0.100  | 0.267  | 0.058        | 0.288   |
+
+vad with 25 s chunks is the default: 2x faster than sequential on hf, as fast on ct2, WER as good or
+better on both, short files of a batch share decoder calls, and both engines get the same chunks (their
+transcripts then compare directly). Full 30 s chunks made the model skip whole sentences (52-53 of
+~1,600 words deleted, nearly all in one chunk); 25 s chunks did not. Choose sequential for
+sentence-sized subtitle cues.
+
+VAD: faster-whisper's ONNX silero-vad (batched, ~7x faster than the torch model here) when faster-whisper
+is installed, else the silero-vad package's own model.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import TranscribeConfig
+from pipeline.engines import Engine, Segment
+
+logger = logging.getLogger("dictune")
+
+SAMPLE_RATE = 16000  # Hz
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int  # first sample, in the file
+    end: int  # one past the last sample
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / SAMPLE_RATE
+
+
+def transcribe_group(
+    engine: Engine, audios: list[np.ndarray], options: TranscribeConfig, prompt: str | None = None
+) -> list[list[Segment]]:
+    """Segments of each 16 kHz mono array; in vad mode the chunks of all arrays share decoder batches."""
+    if options.long_form == "sequential":
+        return [engine.decode_sequential(audio, prompt) if len(audio) else [] for audio in audios]
+    spans = [chunk_audio(audio, options) for audio in audios]
+    flat = [(i, chunk) for i, chunks in enumerate(spans) for chunk in chunks]
+    texts = engine.decode_chunks([audios[i][c.start : c.end] for i, c in flat], prompt)
+    segments: list[list[Segment]] = [[] for _ in audios]
+    for (i, chunk), text in zip(flat, texts):
+        if text.strip():
+            segments[i].append(Segment(chunk.start / SAMPLE_RATE, chunk.end / SAMPLE_RATE, text.strip()))
+    return segments
+
+
+def chunk_audio(audio: np.ndarray, options: TranscribeConfig) -> list[Chunk]:
+    """Speech regions packed into chunks of at most options.max_chunk_seconds (none for silence)."""
+    limit = int(options.max_chunk_seconds * SAMPLE_RATE)
+    regions = speech_regions(audio, options)
+    return pack_regions(regions, limit, len(audio))
+
+
+def pack_regions(regions: list[tuple[int, int]], limit: int, total: int) -> list[Chunk]:
+    """Greedy: extend the current chunk by the next region while it stays within `limit` samples."""
+    chunks: list[Chunk] = []
+    for start, end in regions:
+        start, end = max(0, start), min(total, end)
+        if end <= start:
+            continue
+        if chunks and end - chunks[-1].start <= limit:
+            chunks[-1] = Chunk(chunks[-1].start, end)
+            continue
+        while end - start > limit:  # a region the VAD could not split: hard cuts
+            chunks.append(Chunk(start, start + limit))
+            start += limit
+        chunks.append(Chunk(start, end))
+    return chunks
+
+
+def speech_regions(audio: np.ndarray, options: TranscribeConfig) -> list[tuple[int, int]]:
+    """(start, end) samples of each speech region, padded by speech_pad_ms, at most a chunk long."""
+    if len(audio) == 0:
+        return []
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    params = {"threshold": options.vad_threshold, "min_silence_duration_ms": options.min_pause_ms,
+              "speech_pad_ms": options.speech_pad_ms, "max_speech_duration_s": options.max_chunk_seconds}  # fmt: skip
+    vad = _fast_vad()
+    if vad is not None:
+        get_speech_timestamps, vad_options = vad
+        stamps = get_speech_timestamps(audio, vad_options(**params), sampling_rate=SAMPLE_RATE)
+    else:
+        stamps = _torch_vad(audio, params)
+    return [(int(s["start"]), int(s["end"])) for s in stamps]
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_vad() -> tuple[Any, Any] | None:
+    try:
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+    except ImportError:
+        return None
+    return get_speech_timestamps, VadOptions
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_vad_model() -> Any:
+    from silero_vad import load_silero_vad
+
+    return load_silero_vad()
+
+
+def _torch_vad(audio: np.ndarray, params: dict[str, Any]) -> list[dict[str, int]]:
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    return get_speech_timestamps(
+        torch.from_numpy(audio), _torch_vad_model(), sampling_rate=SAMPLE_RATE, **params
+    )

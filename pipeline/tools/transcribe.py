@@ -1,0 +1,101 @@
+"""Transcribe new dictations (any length, many files) into formatted reports, JSON and subtitles.
+
+    dictune transcribe AUDIO_OR_MANIFEST... --out DIR [--model SPEC] [--adapter DIR] [--engine ct2|hf]
+        [--format txt,json,srt,vtt] [--prompt-terms LEXICON] [--long-form vad|sequential] [...]
+
+Inputs are audio files (wav, flac, ogg, mp3, m4a, ...) and/or NeMo JSONL manifests (`audio_filepath`
+per line, relative to the manifest). Per file, DIR gets <name>.txt (the report: "period", "comma", "new
+paragraph"... rendered as formatting), <name>.json (timed segments, model, engine and options),
+<name>.srt and <name>.vtt. A file that cannot be used gets a one-line error and a line in
+DIR/rejects.jsonl, the others are still transcribed, and the exit status is then 1.
+
+Engines: ct2 (default; faster-whisper, int8 on CPU) runs a CTranslate2 dir or a builtin as it is, and
+exports a Hugging Face model or model + --adapter once into the cache (`dictune export --format ct2`
+does the same ahead of time); hf runs transformers, merging --adapter on load.
+Long audio is cut at pauses into <= 25 s chunks decoded in batches (--long-form vad, the default), or
+decoded window by window with timestamps (--long-form sequential; sentence-sized subtitle cues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from pipeline.config import TRANSCRIBE_FORMATS, ModelConfig, TranscribeConfig
+from pipeline.errors import ConfigError
+
+DEFAULTS = TranscribeConfig()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", metavar="AUDIO_OR_MANIFEST", help="audio files and/or .jsonl manifests"
+    )
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--model",
+        default=ModelConfig().base,
+        help="builtin (tiny.en, base), HF dir, CT2 dir, merged or exported model (default %(default)s)",
+    )
+    parser.add_argument("--adapter", default=None, help="peft LoRA adapter directory made on --model")
+    parser.add_argument(
+        "--engine", choices=("ct2", "hf"), default=DEFAULTS.engine, help="default %(default)s"
+    )
+    parser.add_argument(
+        "--format",
+        default=",".join(DEFAULTS.formats),
+        help=f"comma-separated, of {', '.join(TRANSCRIBE_FORMATS)} (default %(default)s)",
+    )
+    parser.add_argument(
+        "--prompt-terms",
+        metavar="LEXICON",
+        default=None,
+        help="lexicon file: its terms (as many as fit 223 tokens) prompt the decoder",
+    )
+    parser.add_argument(
+        "--long-form",
+        choices=("vad", "sequential"),
+        default=DEFAULTS.long_form,
+        help="vad: chunks at pauses, batched (default); sequential: timestamped windows",
+    )
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="chunks per decoder call")
+    parser.add_argument("--beams", type=int, default=DEFAULTS.num_beams, help="beam width (1 = greedy)")
+    parser.add_argument(
+        "--compute-type", default=DEFAULTS.compute_type, help="ct2 engine: int8, float32, ..."
+    )
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULTS.threads, help="CPU threads (0 = library default)"
+    )
+    parser.add_argument("--device", default=DEFAULTS.device, help="cpu or cuda")
+    parser.add_argument(
+        "--max-chunk-seconds",
+        type=float,
+        default=DEFAULTS.max_chunk_seconds,
+        help="vad mode: longest chunk / subtitle cue",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="model import/export cache (default $DICTUNE_CACHE)"
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> TranscribeConfig:
+    formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
+    options = dataclasses.replace(
+        DEFAULTS, formats=formats, engine=args.engine, long_form=args.long_form, batch_size=args.batch_size,
+        num_beams=args.beams, compute_type=args.compute_type, threads=args.threads, device=args.device,
+        max_chunk_seconds=args.max_chunk_seconds,
+    )  # fmt: skip
+    problems = options.problems()
+    if problems:
+        raise ConfigError(problems, source="transcribe")
+    return options
+
+
+def main(args: argparse.Namespace) -> int:
+    from pipeline.batch_transcribe import transcribe_files
+
+    summary = transcribe_files(
+        args.inputs, args.out, args.model, adapter_dir=args.adapter, options=options_from_args(args),
+        lexicon=args.prompt_terms, cache_dir=args.cache_dir,
+    )  # fmt: skip
+    return 1 if summary.failed else 0
