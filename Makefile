@@ -46,10 +46,17 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
 
+# Training (HF reference vs dictune) and transcription (faster-whisper, HF generate, dictune) benchmarks,
+# sized to finish in <= 15 min on 2 cores; bench/results.json holds both. Bigger: BENCH_TRAIN_ARGS="--steps 30".
+BENCH_TRAIN_ARGS ?=
+BENCH_TRANSCRIBE_ARGS ?=
 bench: install
 	@mkdir -p bench
-	@ls scripts/bench_*.py >/dev/null 2>&1 || { echo "no benchmark scripts yet"; exit 1; }
-	for s in scripts/bench_*.py; do $(PY) $$s || exit 1; done
+	$(PY) scripts/bench_train.py --out bench/train.json $(BENCH_TRAIN_ARGS)
+	$(PY) scripts/bench_transcribe.py --out bench/transcribe.json $(BENCH_TRANSCRIBE_ARGS)
+	$(PY) -c 'import json; from pipeline.files import atomic_write_json; \
+	  atomic_write_json("bench/results.json", {k: json.load(open(f"bench/{k}.json")) for k in ("train", "transcribe")})'
+	@echo "written bench/results.json"
 
 lint: install
 	$(VENV)/bin/ruff check pipeline tests scripts
