@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", metavar="STAGE", help="run only these stages")
     run.set_defaults(func=_cmd_run)
 
+    tools = _tool_modules()
     for spec in STAGES:
+        if spec.name in tools:  # a command of the same name takes the files directly; `run` runs the stage
+            continue
         module = spec.load()
         doc = (module.__doc__ or spec.name).strip().splitlines()[0]
         stage = sub.add_parser(spec.name, help=doc, description=module.__doc__)
@@ -110,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
             module.add_arguments(stage)
         stage.set_defaults(func=_cmd_stage, stage=spec.name)
 
-    for name, module_name in _tool_modules().items():
+    for name, module_name in tools.items():
         module = importlib.import_module(module_name)
         doc = (module.__doc__ or name).strip().splitlines()[0]
         tool = sub.add_parser(name, help=doc, description=module.__doc__)

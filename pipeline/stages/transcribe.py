@@ -1,0 +1,50 @@
+"""Transcribe new dictations (config transcribe.inputs) with the adapted model into formatted reports.
+
+The pipeline's last stage: `dictune run` transcribes the files or manifests listed in transcribe.inputs
+with the train stage's model (the base model when train has not run) into <work_dir>/transcribe/
+(txt, json, srt, vtt per file). For ad-hoc use, the `dictune transcribe` command takes files directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+
+logger = logging.getLogger("dictune")
+
+SECTIONS = ("transcribe",)
+
+
+def inputs(config: Config) -> list[Path]:
+    train = config.stage_dir("train")
+    return [Path(p) for p in config.transcribe.inputs] + [train / "merged", train / "adapter"]
+
+
+def run(config: Config) -> dict[str, Any]:
+    from pipeline.batch_transcribe import transcribe_files
+    from pipeline.models import resolve_model
+    from pipeline.stages.evaluate import adapted_model
+
+    out_dir = config.stage_dir("transcribe")
+    if not config.transcribe.inputs:
+        logger.info("transcribe: transcribe.inputs is empty, nothing to do")
+        return {"files": 0}
+    base = resolve_model(config.model.base, config.model.cache_dir)
+    adapted = adapted_model(config, base)
+    model, adapter = adapted if adapted else (base, None)
+    if adapted is None:
+        logger.warning("transcribe: the train stage has not run; transcribing with the base model")
+    summary = transcribe_files(
+        list(config.transcribe.inputs),
+        out_dir,
+        model=str(model),
+        adapter_dir=adapter,
+        options=config.transcribe,
+        cache_dir=config.model.cache_dir,
+    )
+    logger.info("%s", summary.line())
+    return {"model": "adapted" if adapted else "base", **dataclasses.asdict(summary)}
