@@ -170,6 +170,8 @@ def _is_noun_use(words: tuple[str, ...], spoken: str, items: list[tuple[str, str
         return True
     if prev_word in WEAK_NOUN_PRECEDERS:
         return not nxt_is_boundary or _determiner_before(items)
+    if words == ("colon",) and nxt in (",", ".") and 0 < _words_since_start(items) <= HEADING_MAX_WORDS:
+        return False  # "Lungs colon, a mass": Whisper's own comma after a spoken heading colon
     if words == ("colon",) and nxt is not None and nxt_is_boundary:
         return True
     at_start = (
@@ -178,6 +180,17 @@ def _is_noun_use(words: tuple[str, ...], spoken: str, items: list[tuple[str, str
     if at_start:
         return not (nxt is None or nxt_is_mark)
     return False
+
+
+def _words_since_start(items: list[tuple[str, str]]) -> int:
+    """Words since the start of the line or sentence (the start counts as 0 words)."""
+    count = 0
+    for kind, text in reversed(items):
+        if kind == "word":
+            count += 1
+        elif kind in ("break", "list") or (kind == "punct" and text in SENTENCE_END):
+            break
+    return count
 
 
 def _determiner_before(items: list[tuple[str, str]]) -> bool:
@@ -302,6 +315,10 @@ def _render(items: list[tuple[str, str]]) -> str:
             out.append(space + text)
             line_words += kind == "word"
         elif kind == "punct":
+            if out and last in ("break", "list"):
+                continue  # Whisper's own mark around a spoken command: "period. New paragraph." "Number 2."
+            if last == "punct" and out[-1].endswith(":"):
+                continue  # a dictated colon outranks the mark Whisper hears after it ("colon. Number 2")
             if last == "punct":
                 if MARK_STRENGTH.get(text, 0) <= MARK_STRENGTH.get(out[-1][-1], 0):
                     continue

@@ -341,3 +341,18 @@ def test_load_lexicon_errors(tmp_path, content, message):
         path.write_bytes(content)
     with pytest.raises(DictuneError, match=message):
         load_lexicon(path)
+
+
+@pytest.mark.parametrize(
+    "spoken, formatted",
+    [
+        # Whisper adds its own punctuation around the commands it hears
+        ("tubes period. New paragraph. Impression colon number 1 stable.", "Tubes.\n\nImpression: 1. Stable."),
+        ("Impression colon. Number 2. Stable period.", "Impression: 2. Stable."),
+        ("number one, no acute findings period", "1. No acute findings."),
+        ("Lungs colon, a spiculated mass period", "Lungs: A spiculated mass."),
+        ("The sigmoid colon, which is redundant period", "The sigmoid colon, which is redundant."),
+    ],
+)
+def test_format_absorbs_whisper_punctuation_around_commands(spoken, formatted):
+    assert format_dictation(spoken) == formatted
