@@ -39,6 +39,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install voices
 	$(DICTUNE) run $(DEMO_CONFIG)
+	$(DICTUNE) show $(DEMO_CONFIG)
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

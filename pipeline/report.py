@@ -172,7 +172,7 @@ def headline_table(report: dict[str, Any]) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _comparison_table(report: dict[str, Any]) -> list[str]:
+def comparison_table(report: dict[str, Any]) -> list[str]:
     """One row per (split, system): each metric's difference to the base with its 95% CI."""
     rows = report.get("comparisons", [])
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
@@ -282,7 +282,7 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
              f"`{head.get('general_split')}`; error rates and F1 in %)")
     lines += ["", title, "", headline_table(report), ""]
     lines += [TERM_NOTE, ""]
-    comparison = _comparison_table(report)
+    comparison = comparison_table(report)
     if comparison:
         lines += ["## Differences against the base model (percentage points, paired bootstrap 95% CI)", ""]
         lines += [*comparison, ""]
