@@ -1,7 +1,7 @@
 """Seconds per clip of batched HF Whisper generate (pipeline.transcription) on short espeak-ng clips.
 
-    .venv/bin/python scripts/bench_transcription.py [--model tiny.en] [--threads 1 2] [--batch 1 8 16]
-        [--beams 1 5] [--clips 16] [--out bench/transcription.json]
+    .venv/bin/python scripts/bench_hf_decoding.py [--model tiny.en] [--threads 1 2] [--batch 1 8 16]
+        [--beams 1 5] [--clips 16] [--out bench/hf_decoding.json]
 
 Synthesizes plain English sentences with espeak-ng (Debian package `espeak-ng`), about 4-5 s each, and
 times `Transcriber.transcribe` (wall and process CPU seconds) for every combination of threads x batch
@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--clips", type=int, default=16)
-    parser.add_argument("--out", default="bench/transcription.json")
+    parser.add_argument("--out", default="bench/hf_decoding.json")
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         print("espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
