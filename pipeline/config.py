@@ -223,7 +223,7 @@ class EvaluateConfig:
     manifests: tuple[str, ...] = ()  # extra manifests to transcribe and score (CLI: --manifest PATH)
     systems: tuple[str, ...] = ("base", "base+prompt", "adapted", "adapted+prompt")  # which to evaluate
     batch_size: int = 8  # utterances per generate call
-    num_beams: int = 1  # 1 = greedy; beam 5 took 2.2-3x the CPU time of greedy (scripts/bench_transcription.py)
+    num_beams: int = 1  # 1 = greedy; beam 5 took 2.2-3x the CPU time of greedy (scripts/bench_hf_decoding.py)
     max_new_tokens: int = 200  # per utterance; a 30 s dictation is ~100 tokens
     bf16: bool = False  # bfloat16 autocast while decoding: ~20% less CPU time but it changed tiny.en's WER
     device: str = "cpu"  # torch device for decoding, e.g. cuda
