@@ -41,10 +41,10 @@ demo: install voices
 	$(DICTUNE) run $(DEMO_CONFIG)
 	$(DICTUNE) show $(DEMO_CONFIG)
 
-test: install
+test: install voices
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install voices
 	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
 
 # Training (HF reference vs dictune) and transcription (faster-whisper, HF generate, dictune) benchmarks,
