@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 HASH_CHUNK_BYTES = 1 << 20
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # item ids usable as file names as they are
 
 
 def _umask() -> int:
@@ -120,3 +122,12 @@ def sha256_paths(paths: list[Path]) -> str:
             digest.update(str(file).encode())
             digest.update(sha256_file(file).encode() if file.exists() else b"<missing>")
     return digest.hexdigest()
+
+
+def id_file_name(item_id: str, suffix: str = ".wav") -> str:
+    """`<id><suffix>` when the id is a safe file name; otherwise a cleaned id plus a hash of the id."""
+    if SAFE_ID.fullmatch(item_id):
+        return f"{item_id}{suffix}"
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", item_id).strip("._")[:80] or "item"
+    digest = hashlib.sha1(item_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{cleaned}-{digest}{suffix}"

@@ -14,10 +14,8 @@ than segment.max_seconds, silent after trimming, or with no text left are reject
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from pipeline import audio
 from pipeline.batch import ERROR_KEY, map_items
 from pipeline.config import Config, NormalizeConfig
 from pipeline.errors import DictuneError
-from pipeline.files import atomic_dir
+from pipeline.files import atomic_dir, id_file_name
 from pipeline.manifest import Record, Reject, iter_jsonl, write_manifest, write_rejects
 from pipeline.runner import STAMP_NAME
 
@@ -37,7 +35,6 @@ REJECTS_NAME = "rejects.jsonl"
 AUDIO_DIR = "audio"
 TEXT_FUNCTIONS = ("format_dictation", "normalize_for_scoring")  # from pipeline.text
 DURATION_SLACK_SECONDS = 0.05  # a clip this much over segment.max_seconds is still accepted
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # ids usable as file names as they are
 DROPPED_KEYS = ("needs_segment",)  # done by the segment stage; not true of the output any more
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -86,7 +83,7 @@ def normalize_manifest(
             rejects.append(Reject(str(manifest), line, f"duplicate id {record.id!r}", STAGE, id=record.id))
             continue
         seen.add(record.id)
-        items.append({"line": line, "record": record.to_dict(), "file": audio_file_name(record.id)})
+        items.append({"line": line, "record": record.to_dict(), "file": id_file_name(record.id)})
     audio_dir = (out_dir / AUDIO_DIR / name).resolve()
     audio.preload()  # before datasets forks its workers
     with atomic_dir(audio_dir) as tmp:
@@ -168,15 +165,6 @@ def _process_audio(samples, options: NormalizeConfig):
         samples, options.sample_rate, options.loudness, options.target_lufs, options.peak_dbfs
     )
     return audio.apply_gain(samples, gain)
-
-
-def audio_file_name(record_id: str) -> str:
-    """`<id>.wav` when the id is a safe file name; otherwise a cleaned id plus a hash of the id."""
-    if SAFE_ID.fullmatch(record_id):
-        return f"{record_id}.wav"
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", record_id).strip("_")[:80] or "item"
-    digest = hashlib.sha1(record_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{cleaned}-{digest}.wav"
 
 
 def _finished_after(config: Config, first: str, second: str) -> bool:

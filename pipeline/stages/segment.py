@@ -26,11 +26,9 @@ DEBUG.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import logging
 import math
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +40,7 @@ import numpy as np
 from pipeline import alignment
 from pipeline.config import Config, SegmentConfig
 from pipeline.errors import DictuneError
-from pipeline.files import atomic_dir
+from pipeline.files import atomic_dir, id_file_name
 from pipeline.manifest import Record, Reject, iter_jsonl, write_jsonl, write_manifest, write_rejects
 
 logger = logging.getLogger("dictune")
@@ -54,7 +52,6 @@ AUDIO_DIR = "audio"
 REJECTS_NAME = "rejects.jsonl"
 PLAN_NAME = "segments.jsonl"  # one row per planned piece (and per item rejected whole); no transcript text
 DROPPED_KEYS = ("needs_segment", "offset", "repairs", "sample_rate", "channels")  # untrue of a written piece
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # ids usable as file names as they are
 LIST_MARKER_WORDS = ("number",)  # "number 2" is spoken for a list marker "2." (pipeline.text.to_spoken)
 
 WordTimer = Callable[[np.ndarray], list[alignment.HypWord]]
@@ -162,18 +159,9 @@ class _Writer:
     def write(self, piece_id: str, samples: np.ndarray) -> Path:
         from pipeline.audio import write_wav
 
-        name = audio_file_name(piece_id)
+        name = id_file_name(piece_id)
         write_wav(self.tmp_dir / name, samples, SAMPLE_RATE)
         return self.final_dir / name
-
-
-def audio_file_name(piece_id: str) -> str:
-    """`<id>.wav` when the id is a safe file name; otherwise a cleaned id plus a hash of the id."""
-    if SAFE_ID.fullmatch(piece_id):
-        return f"{piece_id}.wav"
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", piece_id).strip("._")[:80] or "item"
-    digest = hashlib.sha1(piece_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{cleaned}-{digest}.wav"
 
 
 # ---------------------------------------------------------------------------------------------- one item
