@@ -227,10 +227,11 @@ def _terms_section(report: dict[str, Any]) -> list[str]:
         return []
     limit = report.get("report_terms", 20)
     rows = terms["rows"]
-    improved = sorted((r for r in rows if r["misses_after"] < r["misses_before"]), key=_improvement)[:limit]
+    all_improved = sorted((r for r in rows if r["misses_after"] < r["misses_before"]), key=_improvement)
+    improved = all_improved[:limit]
     worse = sorted((r for r in rows if r["misses_after"] > r["misses_before"]), key=_improvement, reverse=True)
     lines = [f"## Terms: {terms['before']} → {terms['after']} (on {terms['split']})", ""]
-    lines += [f"{len(improved)} of {len(rows)} terms improved, {len(worse)} got worse.", ""]
+    lines += [f"{len(all_improved)} of {len(rows)} terms improved, {len(worse)} got worse.", ""]
     if improved:
         lines += [f"### The {len(improved)} terms that improved most", "", *_term_rows(improved, "term"), ""]
     if worse:

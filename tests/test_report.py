@@ -95,3 +95,18 @@ def test_base_only_report_without_lexicon_has_no_term_sections(tmp_path):
     written = write_report(report, tmp_path)
     assert {p.name for p in written} == {"report.md", "metrics.png"}
     assert "| base | 33.3 | – | – | – | – | – |" in (tmp_path / "report.md").read_text()
+
+
+def test_terms_section_counts_every_improved_term_not_only_the_listed_ones():
+    from pipeline.report import render_markdown
+
+    rows = [
+        {"display": f"term{i}", "occurrences": 2, "misses_before": 2, "misses_after": 0, "error_before": 1.0,
+         "error_after": 0.0}
+        for i in range(5)
+    ] + [{"display": "worse", "occurrences": 1, "misses_before": 0, "misses_after": 1, "error_before": 0.0,
+          "error_after": 1.0}]  # fmt: skip
+    report = {"terms": {"before": "base", "after": "adapted", "split": "test", "rows": rows}, "report_terms": 2}
+    text = render_markdown(report, [])
+    assert "5 of 6 terms improved, 1 got worse." in text
+    assert "### The 2 terms that improved most" in text
