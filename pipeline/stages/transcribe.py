@@ -46,5 +46,4 @@ def run(config: Config) -> dict[str, Any]:
         options=config.transcribe,
         cache_dir=config.model.cache_dir,
     )
-    logger.info("%s", summary.line())
     return {"model": "adapted" if adapted else "base", **dataclasses.asdict(summary)}
