@@ -115,6 +115,7 @@ _TOKEN_RE = re.compile(
 )
 _NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
 _LEVEL_TOKEN_RE = re.compile(r"^([CTLSctls])(\d{1,2})$")
+_GLUED_LEVELS_RE = re.compile(r"^([ctls]\d{1,2})([ctls]\d{1,2})$")
 _LEVEL_PAIR_RE = re.compile(r"^([CTLSctls]\d{1,2})-([CTLSctls]\d{1,2})$")
 SPINE_LEVELS = ([f"c{i}" for i in range(1, 8)] + [f"t{i}" for i in range(1, 13)]
                 + [f"l{i}" for i in range(1, 6)] + [f"s{i}" for i in range(1, 6)])  # fmt: skip
@@ -512,7 +513,10 @@ def _join_numbers(tokens: list[str]) -> list[str]:
     """Dimensions ('4 by 3' -> '4 x 3') and vertebral levels ('c 5 c 6', 'l4 5', 'c5 to c6' -> 'c5-c6')."""
     merged: list[str] = []
     for token in tokens:  # letter + number -> level
-        if merged and merged[-1] in ("c", "t", "l", "s") and f"{merged[-1]}{token}" in _SPINE_INDEX:
+        glued = _GLUED_LEVELS_RE.match(token)  # 'l4l5' -> 'l4', 'l5' (joined below when ascending)
+        if glued and glued.group(1) in _SPINE_INDEX and glued.group(2) in _SPINE_INDEX:
+            merged.extend(glued.groups())
+        elif merged and merged[-1] in ("c", "t", "l", "s") and f"{merged[-1]}{token}" in _SPINE_INDEX:
             merged[-1] += token
         else:
             merged.append(token)

@@ -40,6 +40,8 @@ NORMALIZER_CASES = [
     ("C5-C6", "c5-c6"),
     ("C5 C6", "c5-c6"),
     ("c5-6", "c5-c6"),
+    ("at L4L5 broad", "at l4-l5 broad"),  # glued, as base tiny.en writes it
+    ("T12L1 and L5S1", "t12-l1 and l5-s1"),
     ("C5 to C6", "c5-c6"),
     ("C 5 C 6", "c5-c6"),
     ("c five c six", "c5-c6"),
