@@ -198,7 +198,7 @@ def main() -> int:
                   f"{where}: {n} words, expected {SENT_WORDS[0]}-{SENT_WORDS[1]}")
         ck.expect(text[:1].isupper() or text[:1].isdigit(), f"{where}: should start with a capital")
         ck.expect(text.endswith("."), f"{where}: should end with a period")
-        ck.expect(re.search(r"\bx\b", re.sub(r"\d x (?=\d)", "", text), re.I) is None,
+        ck.expect(re.search(r"\bx\b", re.sub(r"\d x (?=\d)", "", text), re.IGNORECASE) is None,
                   f"{where}: 'x' only allowed between numbers in dimensions")
 
     norm_texts = [normalize(t) for t in texts]

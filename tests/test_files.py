@@ -8,10 +8,9 @@ from pipeline.files import atomic_dir, atomic_open, atomic_write_json, sha256_pa
 def test_atomic_open_replaces_only_on_success(tmp_path):
     path = tmp_path / "out.txt"
     path.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_open(path) as handle:
-            handle.write("half")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_open(path) as handle:
+        handle.write("half")
+        raise RuntimeError("killed mid-write")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"], "no temp file is left behind"
     with atomic_open(path) as handle:
@@ -25,10 +24,9 @@ def test_atomic_dir_swaps_whole_folder(tmp_path):
         (tmp / "a").write_text("1")
         assert not target.exists(), "nothing is visible before the rename"
     assert (target / "a").read_text() == "1"
-    with pytest.raises(ValueError):
-        with atomic_dir(target) as tmp:
-            (tmp / "b").write_text("2")
-            raise ValueError
+    with pytest.raises(ValueError), atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+        raise ValueError
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     with atomic_dir(target) as tmp:
         (tmp / "c").write_text("3")
