@@ -265,7 +265,7 @@ def _lexicon_terms(lexicon: str | os.PathLike | None) -> list[str]:
     """The lexicon's terms as written, in file order (put the most important first)."""
     if not lexicon:
         return []
-    from pipeline.text import load_lexicon
+    from pipeline.lexicon import load_lexicon
 
     return list(load_lexicon(lexicon).display.values())
 

@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.text import Lexicon, normalize_for_scoring
+from pipeline.lexicon import Lexicon
+from pipeline.text import normalize_for_scoring
 
 TOP_RENDERINGS = 3  # wrong renderings kept per term
 CONFIDENCE = 0.95  # bootstrap interval coverage

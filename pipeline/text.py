@@ -1,4 +1,4 @@
-"""Dictation text in three forms, and the lexicon of domain terms.
+"""Dictation text in three forms (the lexicon of domain terms is in pipeline/lexicon.py).
 
     spoken     "the colon is unremarkable period new paragraph impression colon no acute findings period"
     formatted  "The colon is unremarkable.\\n\\nImpression: No acute findings."      format_dictation()
@@ -17,7 +17,9 @@ only in a context where the noun cannot stand. `_is_noun_use` decides, first rul
   6. after a weak modifier ("postoperative", "year"): the noun when a determiner opens the phrase ("a 2
      year period", "the postoperative period") or a word continues it; else the command ("stable for
      1 year period", "likely postoperative period");
-  7. "colon" followed by punctuation or another command ("colon, which", "colon period"): the noun;
+  7. "colon" followed by punctuation or another command ("colon, which", "colon period"): the noun,
+     except within the first words of a line or sentence ("Lungs colon, a mass": the recognizer's
+     own comma after a spoken heading colon);
   8. at the start of a sentence: the noun ("Period of observation"), unless the word stands alone
      before punctuation or the end ("... findings. Period."): then it is the command, spoken and also
      punctuated by the recognizer;
@@ -35,11 +37,9 @@ import functools
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from pipeline.errors import DictuneError
 
 SPELLING_FILE = Path(__file__).parent / "data" / "spelling.json"
 
@@ -566,82 +566,3 @@ class ScoringNormalizer:
 
 
 normalize_for_scoring = ScoringNormalizer()
-
-
-# ------------------------------------------------------------------------------- lexicon
-
-STOPWORDS = {"a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "with", "without", "by", "for",
-             "from", "x", "is", "are"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TermMatch:
-    start: int  # first token index
-    end: int  # one past the last token index
-    term: str  # the term in scoring form
-
-
-class Lexicon:
-    """Domain terms in scoring form; finds their occurrences as whole-token spans."""
-
-    def __init__(self, terms: Iterable[str], normalizer: ScoringNormalizer | None = None):
-        normalizer = normalizer or ScoringNormalizer(commands=False)
-        self.display: dict[str, str] = {}  # scoring form -> the term as first written
-        for term in terms:
-            key = normalizer(term)
-            if key and key not in self.display:
-                self.display[key] = term.strip()
-        self._by_first: dict[str, list[tuple[str, ...]]] = {}
-        for key in self.display:
-            tokens = tuple(key.split())
-            self._by_first.setdefault(tokens[0], []).append(tokens)
-        for candidates in self._by_first.values():
-            candidates.sort(key=len, reverse=True)
-        self.words = frozenset(  # content words of the terms (for B-WER insertions)
-            w for key in self.display for w in key.split() if w not in STOPWORDS and not _NUMBER_RE.match(w)
-        )
-
-    @property
-    def terms(self) -> tuple[str, ...]:
-        return tuple(self.display)
-
-    def __len__(self) -> int:
-        return len(self.display)
-
-    def __contains__(self, term: str) -> bool:
-        return term in self.display
-
-    def find(self, tokens: Sequence[str]) -> list[TermMatch]:
-        """Non-overlapping occurrences, left to right, the longest term first at each position."""
-        matches, i = [], 0
-        while i < len(tokens):
-            for candidate in self._by_first.get(tokens[i], ()):
-                if tuple(tokens[i : i + len(candidate)]) == candidate:
-                    matches.append(TermMatch(i, i + len(candidate), " ".join(candidate)))
-                    i += len(candidate)
-                    break
-            else:
-                i += 1
-        return matches
-
-
-def load_lexicon(path: str | Path) -> Lexicon:
-    """One term per line; '#' starts a comment; blank lines are skipped; case does not matter."""
-    path = Path(path)
-    terms = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                term = line.split("#", 1)[0].strip()
-                if term:
-                    terms.append(term)
-    except FileNotFoundError:
-        raise DictuneError(
-            f"{path}: lexicon file not found; give a text file with one term per line"
-        ) from None
-    except UnicodeDecodeError as e:
-        raise DictuneError(f"{path}: lexicon is not UTF-8 text ({e.reason}); save it as UTF-8") from e
-    lexicon = Lexicon(terms)
-    if not len(lexicon):
-        raise DictuneError(f"{path}: lexicon holds no terms; write one term per line")
-    return lexicon

@@ -172,8 +172,8 @@ def run_set(
 ) -> dict:
     import soundfile as sf
 
+    from pipeline.lexicon import load_lexicon
     from pipeline.metrics import score
-    from pipeline.text import load_lexicon
 
     lexicon = load_lexicon(args.lexicon) if args.lexicon else None
     paths, refs = [p for p, _ in clips], [t for _, t in clips]

@@ -9,8 +9,9 @@ import time
 import jiwer
 import pytest
 
+from pipeline.lexicon import Lexicon
 from pipeline.metrics import ErrorRate, compare_terms, paired_bootstrap, score
-from pipeline.text import Lexicon, normalize_for_scoring
+from pipeline.text import normalize_for_scoring
 
 LEXICON = Lexicon(["pleural effusion", "pneumothorax", "ile", "tree-in-bud", "hydronephrosis", "C5-C6"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.lexicon import Lexicon
 from pipeline.metrics import score
 from pipeline.report import ReportOptions, build_report, headline_table, write_report
-from pipeline.text import Lexicon
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LEXICON = Lexicon(["pleural effusion", "bibasilar atelectasis", "pneumothorax"])

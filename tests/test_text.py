@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import DictuneError
-from pipeline.text import (
-    Lexicon,
-    ScoringNormalizer,
-    TermMatch,
-    format_dictation,
-    load_lexicon,
-    normalize_for_scoring,
-    to_spoken,
-)
+from pipeline.lexicon import Lexicon, TermMatch, load_lexicon
+from pipeline.text import ScoringNormalizer, format_dictation, normalize_for_scoring, to_spoken
 
 CORPUS_DIR = Path(__file__).resolve().parents[1] / "data_manifests" / "radiology_demo" / "corpus"
 

@@ -154,8 +154,9 @@ def run(config: Config) -> dict[str, Any]:
 
 def score_all(config: Config, splits: list[Split], hyps: dict[str, dict[str, list[str]]]) -> dict[str, dict]:
     """scores[split][system]: pipeline.metrics.Scores on the scoring forms."""
+    from pipeline.lexicon import load_lexicon
     from pipeline.metrics import score
-    from pipeline.text import load_lexicon, normalize_for_scoring
+    from pipeline.text import normalize_for_scoring
 
     lexicon = load_lexicon(config.lexicon) if config.lexicon else None
     out: dict[str, dict] = {}
@@ -293,7 +294,7 @@ def plan_systems(config: Config, base_dir: Path) -> tuple[list[System], Any, lis
 
 def build_prompt(config: Config, model_dir: Path) -> tuple[Prompt | None, str | None]:
     """The vocabulary prompt (PROMPT_RULE), or None and a note saying why there is none."""
-    from pipeline.text import load_lexicon
+    from pipeline.lexicon import load_lexicon
     from pipeline.transcription import fit_prompt, load_processor, prompt_limit, prompt_token_count
 
     if not config.lexicon:

@@ -74,8 +74,9 @@ def _check_lengths(ref_path: Path, refs: list[str], hyp_path: Path, hyps: list[s
 
 def main(args: argparse.Namespace) -> int:
     from pipeline.files import atomic_write_text
+    from pipeline.lexicon import load_lexicon
     from pipeline.metrics import paired_bootstrap, score
-    from pipeline.text import load_lexicon, normalize_for_scoring
+    from pipeline.text import normalize_for_scoring
 
     if args.bootstrap_samples < 1:
         raise DictuneError(f"--bootstrap-samples must be at least 1, got {args.bootstrap_samples}")

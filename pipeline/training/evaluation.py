@@ -42,7 +42,7 @@ class EvalContext:
     batch_size: int
     max_new_tokens: int
     language: str | None  # multilingual models only
-    terms: Any  # pipeline.text.Lexicon, or None without a lexicon
+    terms: Any  # pipeline.lexicon.Lexicon, or None without a lexicon
     encoder_cache: Any = None  # EncoderCache in the fast mode
 
 
@@ -75,8 +75,8 @@ def evaluate_split(ctx: EvalContext, items: Sequence[TrainItem]) -> DevScores:
 
 
 def load_terms(path: str | Path | None) -> Any:
-    """The lexicon of config.lexicon as a pipeline.text.Lexicon (None without one)."""
-    from pipeline.text import load_lexicon
+    """The lexicon of config.lexicon as a pipeline.lexicon.Lexicon (None without one)."""
+    from pipeline.lexicon import load_lexicon
 
     return load_lexicon(path) if path else None
 
