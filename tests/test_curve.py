@@ -397,3 +397,24 @@ def test_worker_processes_give_the_in_process_results(curve_project):
     assert [(p["id"], p["metrics"]) for p in serial["points"]] == [
         (p["id"], p["metrics"]) for p in parallel["points"]
     ]
+
+
+def test_extra_training_manifests_join_the_pool_and_each_point_trains_on_its_subset_only(tmp_path):
+    from pipeline.config import config_from_dict
+    from pipeline.manifest import Record, write_manifest
+    from pipeline.tools.curve import PointJob, _point_config, _train_records
+
+    main, extra = tmp_path / "train.jsonl", tmp_path / "long.jsonl"
+    write_manifest(main, [Record(f"s{i}", f"a/s{i}.wav", 3.0, "x") for i in range(2)])
+    write_manifest(extra, [Record("long__0", "b/l.wav", 20.0, "y", extra={"alignment_wer": 0.2})])
+    config = config_from_dict(
+        {"name": "t", "train": {"train_manifest": str(main), "extra_train_manifests": [str(extra)]}}
+    )
+    records, path = _train_records(config)
+    assert path == main
+    assert [r.id for r in records] == ["s0", "s1", "long__0"]
+    assert records[2].audio_filepath == str((tmp_path / "b" / "l.wav").resolve())
+    job = PointJob("random-f1-s0", 0, tmp_path / "subset.jsonl", tmp_path / "p")
+    point = _point_config(config, job)
+    assert point.train.train_manifest == str(job.manifest)
+    assert point.train.extra_train_manifests == ()

@@ -145,16 +145,19 @@ def run_curve(config: Config) -> dict[str, Any]:
 
 
 def _train_records(config: Config) -> tuple[list[Any], Path]:
-    """The training manifest's records with absolute audio paths (subset manifests live elsewhere)."""
+    """All training records (train.train_manifest plus train.extra_train_manifests) with absolute audio
+    paths (subset manifests live elsewhere), and the main manifest's path."""
     from pipeline.manifest import read_manifest, resolve_audio_path
 
     path = Path(config.train.train_manifest or config.stage_dir("normalize") / "train.jsonl")
-    if not path.is_file():
-        raise DictuneError(
-            f"{path}: training manifest not found; run `dictune normalize CONFIG` first "
-            "or set train.train_manifest"
-        )
-    records = [r.replace(audio_filepath=str(resolve_audio_path(r, path))) for r in read_manifest(path)]
+    records = []
+    for manifest in (path, *(Path(p) for p in config.train.extra_train_manifests)):
+        if not manifest.is_file():
+            raise DictuneError(
+                f"{manifest}: training manifest not found; run `dictune normalize CONFIG` first "
+                "or set train.train_manifest / train.extra_train_manifests"
+            )
+        records += [r.replace(audio_filepath=str(resolve_audio_path(r, manifest))) for r in read_manifest(manifest)]
     if not records:
         raise DictuneError(f"{path}: no training items; a learning curve needs some")
     ids = [r.id for r in records]
@@ -414,6 +417,7 @@ def _point_config(config: Config, job: PointJob) -> Config:
     train = dataclasses.replace(
         config.train,
         train_manifest=str(job.manifest),
+        extra_train_manifests=(),  # the subset already holds its share of them
         resume=False,
         save_steps=0,  # only the final checkpoint (removed after scoring): points are cheap to redo
         merge=config.train.merge and config.curve.keep_models,  # evaluate loads adapter/ otherwise
