@@ -79,8 +79,29 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         return module.main(args)  # config-less form, e.g. `dictune ingest --source PATH --out DIR`
     if args.config is None:
         raise DictuneError(f"{args.stage}: a CONFIG file is required")
+    args.overrides = _stage_overrides(args.stage, args.overrides)
     run_stage(_load_config(args), args.stage, force=True)
     return 0
+
+
+def _stage_overrides(stage: str, overrides: list[str]) -> list[str]:
+    """A bare key that names a field of the stage's own section is read as that field:
+    `dictune train CONFIG resume=true` is `train.resume=true`."""
+    import dataclasses
+
+    from pipeline.config import Config
+
+    hints = {f.name: f for f in dataclasses.fields(Config)}
+    section = hints.get(stage)
+    section_type = section.default_factory if section and callable(section.default_factory) else None
+    if section_type is None or not dataclasses.is_dataclass(section_type):
+        return list(overrides)
+    fields = {f.name for f in dataclasses.fields(section_type)}
+    out = []
+    for item in overrides:
+        key, sep, _value = item.partition("=")
+        out.append(f"{stage}.{item}" if sep and "." not in key and key not in hints and key in fields else item)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,3 +98,14 @@ def test_stage_discovery_lists_only_existing_modules():
     assert names == [n for n in runner.STAGE_ORDER if n in names], "in pipeline order"
     with pytest.raises(Exception, match="unknown stage"):
         runner.get_stage("does-not-exist")
+
+
+def test_bare_keys_of_a_stage_command_name_its_own_section():
+    assert cli._stage_overrides("train", ["resume=true", "seed=3", "model.base=base", "max_steps=5"]) == [
+        "train.resume=true",
+        "seed=3",
+        "model.base=base",
+        "train.max_steps=5",
+    ]
+    assert cli._stage_overrides("train", ["nonsense=1"]) == ["nonsense=1"], "unknown keys are reported as such"
+    assert cli._stage_overrides("no-such-stage", ["resume=true"]) == ["resume=true"]
