@@ -88,15 +88,15 @@ def _stage_overrides(stage: str, overrides: list[str]) -> list[str]:
     """A bare key that names a field of the stage's own section is read as that field:
     `dictune train CONFIG resume=true` is `train.resume=true`."""
     import dataclasses
+    import typing
 
     from pipeline.config import Config
 
-    hints = {f.name: f for f in dataclasses.fields(Config)}
-    section = hints.get(stage)
-    section_type = section.default_factory if section and callable(section.default_factory) else None
-    if section_type is None or not dataclasses.is_dataclass(section_type):
+    hints = typing.get_type_hints(Config)
+    section_types = [t for t in typing.get_args(hints.get(stage)) or (hints.get(stage),) if dataclasses.is_dataclass(t)]
+    if not section_types:
         return list(overrides)
-    fields = {f.name for f in dataclasses.fields(section_type)}
+    fields = {f.name for f in dataclasses.fields(section_types[0])}
     out = []
     for item in overrides:
         key, sep, _value = item.partition("=")

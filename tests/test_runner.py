@@ -109,3 +109,4 @@ def test_bare_keys_of_a_stage_command_name_its_own_section():
     ]
     assert cli._stage_overrides("train", ["nonsense=1"]) == ["nonsense=1"], "unknown keys are reported as such"
     assert cli._stage_overrides("no-such-stage", ["resume=true"]) == ["resume=true"]
+    assert cli._stage_overrides("synthesize", ["workers=1"]) == ["synthesize.workers=1"], "optional section"
