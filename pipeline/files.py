@@ -124,6 +124,19 @@ def sha256_paths(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def stat_signature(paths: list[Path]) -> str:
+    """One hash over the names, sizes and modification times of files (cheap: nothing is read). For the
+    many audio files a manifest names, where hashing every byte at each `dictune run` would cost minutes."""
+    digest = hashlib.sha256()
+    for path in sorted({Path(p) for p in paths}):
+        try:
+            info = path.stat()
+            digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0<missing>\n".encode())
+    return digest.hexdigest()
+
+
 def id_file_name(item_id: str, suffix: str = ".wav") -> str:
     """`<id><suffix>` when the id is a safe file name; otherwise a cleaned id plus a hash of the id."""
     if SAFE_ID.fullmatch(item_id):

@@ -146,3 +146,20 @@ def resolve_audio_path(record: Record, manifest_path: str | os.PathLike) -> Path
     """A record's audio path as an absolute path (relative paths are relative to the manifest)."""
     audio = Path(record.audio_filepath)
     return audio if audio.is_absolute() else (Path(manifest_path).parent / audio).resolve()
+
+
+def manifest_audio_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The audio files named by those of `paths` that are readable JSONL manifests (others are skipped,
+    as are bad lines: the stage reading them reports those). For the runner's stat fingerprint."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_file() or not any(s in (".jsonl", ".json", ".ndjson") for s in path.suffixes):
+            continue
+        try:
+            for _, obj in iter_jsonl(path):
+                audio = obj.get("audio_filepath")
+                if isinstance(audio, str) and audio:
+                    out.append(Path(audio) if Path(audio).is_absolute() else path.parent / audio)
+        except (ManifestError, OSError, UnicodeDecodeError):
+            continue
+    return out

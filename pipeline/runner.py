@@ -3,10 +3,14 @@
 Each stage module (pipeline/stages/<name>.py) exposes:
     SECTIONS: tuple[str, ...]        config sections (besides model, seed) that change its output
     inputs(config) -> list[Path]     files and folders whose content its output depends on
+    stat_inputs(config) -> list[Path]  optional: many large files (audio named by manifests) compared by
+                                     name, size and mtime instead of content; those under the work dir
+                                     (written by an earlier stage) are left out
     run(config) -> dict              does the work, writes under config.stage_dir(name), returns a summary
 
 After a stage finishes, a stamp `<work_dir>/<stage>/.stage.json` records the fingerprint (hash of the
-config sections, the base model spec, the seed and the content of the inputs). `dictune run` skips a
+config sections, the base model spec, the seed, the content of the inputs and the size and mtime of the
+stat inputs). `dictune run` skips a
 stage whose stamp matches; `--force` reruns it.
 """
 
@@ -25,7 +29,7 @@ from typing import Any
 
 from pipeline.config import Config, config_to_dict
 from pipeline.errors import DictuneError
-from pipeline.files import atomic_write_json, sha256_json, sha256_paths
+from pipeline.files import atomic_write_json, sha256_json, sha256_paths, stat_signature
 
 logger = logging.getLogger("dictune")
 
@@ -73,8 +77,13 @@ def fingerprint(config: Config, spec: StageSpec, module: ModuleType | None = Non
     module = module or spec.load()
     sections = {name: config_to_dict(config.section(name)) for name in getattr(module, "SECTIONS", ())}
     inputs = [Path(p) for p in module.inputs(config)]
+    stat_inputs = getattr(module, "stat_inputs", None)
+    extra = (
+        {"stat_inputs": stat_signature(_outside_work_dir(config, stat_inputs(config)))} if stat_inputs else {}
+    )
     return sha256_json(
         {
+            **extra,
             "stamp_version": STAMP_VERSION,
             "stage": spec.name,
             "model": config_to_dict(config.model),
@@ -84,6 +93,13 @@ def fingerprint(config: Config, spec: StageSpec, module: ModuleType | None = Non
             "inputs": sha256_paths(inputs),
         }
     )
+
+
+def _outside_work_dir(config: Config, paths: Iterable[Path]) -> list[Path]:
+    """The user's recordings among paths. Audio a stage wrote under the work dir is left out: a stage that
+    rewrites it on a rerun (new mtimes, same content) would otherwise rerun every stage after it."""
+    work = config.work_path.resolve()
+    return [p for p in map(Path, paths) if not p.resolve().is_relative_to(work)]
 
 
 def read_stamp(config: Config, name: str) -> dict[str, Any] | None:

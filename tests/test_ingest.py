@@ -245,3 +245,19 @@ def test_gzipped_jsonl_is_read(tmp_path):
     source = SourceConfig(name="g", path=str(manifest))
     records, rejects = ingest_source(source, IngestConfig(), SegmentConfig())
     assert [(r.id, r.text) for r in records] == [("g1", "gz")] and not rejects
+
+
+def test_replacing_audio_under_an_unchanged_manifest_reruns_ingest(tmp_path):
+    from pipeline import runner
+    from pipeline.config import config_from_dict
+
+    write(tmp_path / "a.wav", speech_like(1.2, seed=30))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.wav", "text": "hi", "id": "a"}) + "\n")
+    config = config_from_dict({"name": "t", "work_dir": str(tmp_path / "work"),
+                               "ingest": {"sources": [{"name": "m", "path": str(manifest)}]}})  # fmt: skip
+    assert not runner.run_stage(config, "ingest", force=False).get("skipped")
+    assert runner.run_stage(config, "ingest", force=False).get("skipped"), "nothing changed: skipped"
+    write(tmp_path / "a.wav", speech_like(2.5, seed=31))  # same name, new recording
+    assert not runner.run_stage(config, "ingest", force=False).get("skipped"), "new audio: ingest reruns"
+    assert read_manifest(tmp_path / "work" / "ingest" / "m.jsonl")[0].duration == pytest.approx(2.5, abs=0.01)

@@ -107,6 +107,27 @@ def test_bare_keys_of_a_stage_command_name_its_own_section():
         "model.base=base",
         "train.max_steps=5",
     ]
-    assert cli._stage_overrides("train", ["nonsense=1"]) == ["nonsense=1"], "unknown keys are reported as such"
+    assert cli._stage_overrides("train", ["nonsense=1"]) == ["nonsense=1"], (
+        "unknown keys are reported as such"
+    )
     assert cli._stage_overrides("no-such-stage", ["resume=true"]) == ["resume=true"]
     assert cli._stage_overrides("synthesize", ["workers=1"]) == ["synthesize.workers=1"], "optional section"
+
+
+def test_stat_inputs_track_the_users_audio_but_not_audio_under_the_work_dir(
+    tmp_path, counting_stage, monkeypatch
+):
+    module, lexicon = counting_stage
+    recording, written = tmp_path / "rec.wav", tmp_path / "work" / "normalize" / "x.wav"
+    written.parent.mkdir(parents=True)
+    recording.write_bytes(b"a" * 10)
+    written.write_bytes(b"b" * 10)
+    monkeypatch.setattr(module, "stat_inputs", lambda config: [recording, written], raising=False)
+    config = make_config(tmp_path, lexicon)
+    runner.run_all(config)
+    written.write_bytes(b"b" * 20)  # rewritten by an earlier stage: not a reason to rerun this one
+    runner.run_all(config)
+    assert len(module.CALLS) == 1
+    recording.write_bytes(b"a" * 20)  # the user replaced a recording under the same name
+    runner.run_all(config)
+    assert len(module.CALLS) == 2

@@ -37,6 +37,7 @@ from pipeline.manifest import (
     Record,
     Reject,
     iter_jsonl,
+    manifest_audio_paths,
     read_manifest,
     resolve_audio_path,
     write_jsonl,
@@ -110,6 +111,11 @@ def inputs(config: Config) -> list[Path]:
     if config.lexicon:
         paths.append(Path(config.lexicon))
     return paths + [_PACKAGE_DIR / name for name in ("text.py", "metrics.py", "transcription.py", "report.py")]
+
+
+def stat_inputs(config: Config) -> list[Path]:
+    """The audio its manifests name, compared by size and mtime (a replaced recording reruns the stage)."""
+    return manifest_audio_paths(inputs(config))
 
 
 def adapted_model(

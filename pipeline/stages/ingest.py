@@ -38,8 +38,25 @@ DROPPED_KEYS = ("id", "speaker", "duration", "text_norm")  # replaced by checked
 
 
 def inputs(config: Config) -> list[Path]:
-    """The source files (directories are hashed whole; audio named by a manifest is not)."""
+    """The source files (directories are hashed whole)."""
     return [Path(s.path) for s in config.ingest.sources]
+
+
+def stat_inputs(config: Config) -> list[Path]:
+    """The audio files the source manifests name: replacing one (new size or mtime) reruns ingest. A
+    source that cannot be read adds nothing here; run() then reports it."""
+    paths: list[Path] = []
+    for source in config.ingest.sources:
+        path = Path(source.path)
+        if path.is_dir():
+            continue  # hashed whole by inputs()
+        base = path.parent.resolve()
+        try:
+            entries = list(read_source(path, source.format, config.ingest.audio_extensions))
+        except (DictuneError, OSError):
+            continue
+        paths.extend(base / e.audio for e in entries if isinstance(e, RawItem))
+    return paths
 
 
 def run(config: Config) -> dict[str, Any]:

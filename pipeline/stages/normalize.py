@@ -24,7 +24,7 @@ from pipeline.batch import ERROR_KEY, map_items
 from pipeline.config import Config, NormalizeConfig
 from pipeline.errors import DictuneError
 from pipeline.files import atomic_dir, id_file_name
-from pipeline.manifest import Record, Reject, iter_jsonl, write_manifest, write_rejects
+from pipeline.manifest import Record, Reject, iter_jsonl, manifest_audio_paths, write_manifest, write_rejects
 from pipeline.runner import STAMP_NAME
 
 logger = logging.getLogger("dictune")
@@ -51,6 +51,11 @@ def inputs(config: Config) -> list[Path]:
     previous = config.stage_dir(previous_stage(config))
     manifests = [previous / f"{s.name}.jsonl" for s in config.ingest.sources]
     return [*manifests, _PACKAGE_DIR / "text.py", _PACKAGE_DIR / "audio.py"]
+
+
+def stat_inputs(config: Config) -> list[Path]:
+    """The audio its manifests name, compared by size and mtime (a replaced recording reruns the stage)."""
+    return manifest_audio_paths(inputs(config))
 
 
 def run(config: Config) -> dict[str, Any]:

@@ -41,7 +41,15 @@ from pipeline import alignment
 from pipeline.config import Config, SegmentConfig
 from pipeline.errors import DictuneError
 from pipeline.files import atomic_dir, id_file_name
-from pipeline.manifest import Record, Reject, iter_jsonl, write_jsonl, write_manifest, write_rejects
+from pipeline.manifest import (
+    Record,
+    Reject,
+    iter_jsonl,
+    manifest_audio_paths,
+    write_jsonl,
+    write_manifest,
+    write_rejects,
+)
 
 logger = logging.getLogger("dictune")
 
@@ -59,6 +67,11 @@ WordTimer = Callable[[np.ndarray], list[alignment.HypWord]]
 
 def inputs(config: Config) -> list[Path]:
     return [config.stage_dir("ingest") / f"{s.name}.jsonl" for s in config.ingest.sources]
+
+
+def stat_inputs(config: Config) -> list[Path]:
+    """The audio its manifests name, compared by size and mtime (a replaced recording reruns the stage)."""
+    return manifest_audio_paths(inputs(config))
 
 
 def run(config: Config) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.manifest import manifest_audio_paths
 
 logger = logging.getLogger("dictune")
 
@@ -22,6 +23,11 @@ SECTIONS = ("transcribe",)
 def inputs(config: Config) -> list[Path]:
     train = config.stage_dir("train")
     return [Path(p) for p in config.transcribe.inputs] + [train / "merged", train / "adapter"]
+
+
+def stat_inputs(config: Config) -> list[Path]:
+    """The audio its manifests name, compared by size and mtime (a replaced recording reruns the stage)."""
+    return manifest_audio_paths(inputs(config))
 
 
 def run(config: Config) -> dict[str, Any]:
