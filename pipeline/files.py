@@ -100,6 +100,26 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+STALE_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")  # names atomic_open / atomic_dir give
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete the temp files and folders that atomic_open / atomic_dir left under `folder` when their
+    process was killed mid-write (never read as outputs, but they take disk space). Call it only while no
+    other process writes there: the runner does, before a stage runs. Returns how many were removed."""
+    removed = 0
+    for parent, dirs, files in os.walk(folder):
+        for name in [d for d in dirs if STALE_TEMP.match(d)]:
+            shutil.rmtree(Path(parent) / name, ignore_errors=True)
+            dirs.remove(name)
+            removed += 1
+        for name in (f for f in files if STALE_TEMP.match(f)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(Path(parent) / name)
+                removed += 1
+    return removed
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

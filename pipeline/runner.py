@@ -29,7 +29,7 @@ from typing import Any
 
 from pipeline.config import Config, config_to_dict
 from pipeline.errors import DictuneError
-from pipeline.files import atomic_write_json, sha256_json, sha256_paths, stat_signature
+from pipeline.files import atomic_write_json, remove_stale_temps, sha256_json, sha256_paths, stat_signature
 
 logger = logging.getLogger("dictune")
 
@@ -120,6 +120,8 @@ def run_stage(config: Config, name: str, force: bool = True) -> dict[str, Any]:
         logger.info("%s: inputs and config unchanged, skipped", name)
         return {"skipped": True, **stamp.get("summary", {})}
     logger.info("%s: running", name)
+    if removed := remove_stale_temps(config.stage_dir(name)):
+        logger.info("%s: removed %d temp file(s) left by an interrupted run", name, removed)
     start = time.monotonic()
     summary = module.run(config) or {}
     elapsed = time.monotonic() - start

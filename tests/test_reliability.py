@@ -313,6 +313,7 @@ def test_kill_during_a_stage_write_leaves_no_partial_output_and_a_rerun_complete
         assert path.parent == audio_dir and path.is_file()
         assert sf.info(str(path)).duration == pytest.approx(record.duration, abs=1e-3)
     assert sorted(p.name for p in audio_dir.iterdir()) == sorted(Path(r.audio_filepath).name for r in records)
+    assert not [p for p in out.rglob("*") if _hidden_temp(p)], "the rerun removed the killed write's temps"
 
 
 # ------------------------------------------------------------------------------- the bad corpus, end to end
