@@ -49,7 +49,35 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+# transformers warnings that Whisper's own generate() triggers on every call and that do not apply here: it
+# passes its generation_config together with suppress_tokens to GenerationMixin.generate, and Whisper's
+# 30 s log-mel windows (or cached encoder outputs) need no attention mask. Dropped at the source logger.
+HARMLESS_WARNINGS = {
+    "transformers.generation.utils": (
+        "The attention mask is not set with a batched input",
+        "Passing `generation_config` together with generation-related arguments",
+    ),
+}
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+def _silence_harmless_warnings() -> None:
+    for name, prefixes in HARMLESS_WARNINGS.items():
+        source = logging.getLogger(name)  # the same object transformers logs through, imported or not
+        source.filters[:] = [f for f in source.filters if not isinstance(f, _DropMessages)]
+        source.addFilter(_DropMessages(prefixes))
+
+
 def _configure_logging(verbosity: int) -> None:
+    _silence_harmless_warnings()
     level = logging.DEBUG if verbosity > 0 else logging.INFO
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("dictune %(levelname).1s %(message)s"))
@@ -93,14 +121,18 @@ def _stage_overrides(stage: str, overrides: list[str]) -> list[str]:
     from pipeline.config import Config
 
     hints = typing.get_type_hints(Config)
-    section_types = [t for t in typing.get_args(hints.get(stage)) or (hints.get(stage),) if dataclasses.is_dataclass(t)]
+    section_types = [
+        t for t in typing.get_args(hints.get(stage)) or (hints.get(stage),) if dataclasses.is_dataclass(t)
+    ]
     if not section_types:
         return list(overrides)
     fields = {f.name for f in dataclasses.fields(section_types[0])}
     out = []
     for item in overrides:
         key, sep, _value = item.partition("=")
-        out.append(f"{stage}.{item}" if sep and "." not in key and key not in hints and key in fields else item)
+        out.append(
+            f"{stage}.{item}" if sep and "." not in key and key not in hints and key in fields else item
+        )
     return out
 
 

@@ -131,3 +131,15 @@ def test_stat_inputs_track_the_users_audio_but_not_audio_under_the_work_dir(
     recording.write_bytes(b"a" * 20)  # the user replaced a recording under the same name
     runner.run_all(config)
     assert len(module.CALLS) == 2
+
+
+def test_harmless_transformers_warnings_are_dropped_and_others_kept(caplog):
+    import logging
+
+    cli._configure_logging(0)
+    source = logging.getLogger("transformers.generation.utils")
+    with caplog.at_level(logging.WARNING):
+        source.warning("The attention mask is not set with a batched input, and cannot be inferred ...")
+        source.warning("Passing `generation_config` together with generation-related arguments=({'x'}) ...")
+        source.warning("`eos_token_id` should consist of positive integers")
+    assert [r.getMessage() for r in caplog.records] == ["`eos_token_id` should consist of positive integers"]
