@@ -49,8 +49,12 @@ test-fast: install voices
 
 # Training (HF reference vs dictune) and transcription (faster-whisper, HF generate, dictune) benchmarks,
 # sized to finish in <= 15 min on 2 cores; bench/results.json holds both. Bigger: BENCH_TRAIN_ARGS="--steps 30".
+# After `make demo` the transcription bench runs the adapted model (merged + its CT2 export) on 40 clips of
+# the demo test split; before it, the base tiny.en on 40 synthesized clips.
+DEMO_ADAPTER := $(wildcard work/radiology_demo/train/adapter/adapter_config.json)
 BENCH_TRAIN_ARGS ?=
-BENCH_TRANSCRIBE_ARGS ?=
+BENCH_TRANSCRIBE_ARGS ?= $(if $(DEMO_ADAPTER),--adapter work/radiology_demo/train/adapter \
+	--manifest data_manifests/radiology_demo/test.jsonl --clips 40)
 bench: install
 	@mkdir -p bench
 	$(PY) scripts/bench_train.py --out bench/train.json $(BENCH_TRAIN_ARGS)

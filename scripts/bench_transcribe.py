@@ -147,7 +147,7 @@ def read_manifest_clips(path: Path, limit: int) -> list[tuple[str, str]]:
     for _, obj in iter_jsonl(path):
         audio = Path(obj["audio_filepath"])
         clips.append((str(audio if audio.is_absolute() else (path.parent / audio).resolve()), obj["text"]))
-    return clips[:limit]
+    return clips[:: max(1, len(clips) // limit)][:limit]  # spread over the manifest (voices, modalities)
 
 
 def prepare_models(args: argparse.Namespace) -> tuple[str, str]:
