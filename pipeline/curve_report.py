@@ -118,7 +118,11 @@ def _move(before: float, after: float) -> str:
         return f"falls from {_pct(before)} to {_pct(after)}"
     if after > before + SAME:
         return f"rises from {_pct(before)} to {_pct(after)}"
-    return f"stays at about {_pct(before)}" + ("" if _pct(before) == _pct(after) else f" (now {_pct(after)})")
+    return (
+        f"stays at about {_pct(before)}"
+        if _pct(before) == _pct(after)
+        else f"stays about the same ({_pct(before)}, then {_pct(after)})"
+    )
 
 
 def _seeds(row: dict[str, Any]) -> str:
@@ -199,6 +203,8 @@ def _slope_sentence(curve: dict[str, Any], rows: list[dict[str, Any]]) -> list[s
 
 
 def _quality_sentence(curve: dict[str, Any], label: str) -> list[str]:
+    """Clean against random at every equal budget (not one chosen budget), then all clean data against
+    all data. A difference counts only when it exceeds SAME; "clearly" when the draws' ranges do not meet."""
     quality = curve.get("quality")
     if not quality:
         return []
@@ -211,29 +217,48 @@ def _quality_sentence(curve: dict[str, Any], label: str) -> list[str]:
     )
     out = []
     if same_budget:
-        row = same_budget[-1]
-        a, b = row["term"], random[row["fraction"]]["term"]
-        overlap = a["min"] <= b["max"] and b["min"] <= a["max"]
-        note = " (within the spread across draws)" if overlap and curve["seeds"] > 1 else ""
+        pairs = [(r, random[r["fraction"]]) for r in same_budget]
+        lower = [c for c, o in pairs if c["term"]["mean"] < o["term"]["mean"] - SAME]
+        higher = [c for c, o in pairs if c["term"]["mean"] > o["term"]["mean"] + SAME]
+        clear = [
+            c for c, o in pairs if c["term"]["max"] < o["term"]["min"] or o["term"]["max"] < c["term"]["min"]
+        ]
+        details = "; ".join(
+            f"{_amount(curve, c['hours'])}: {_pct(c['term']['mean'])} against {_pct(o['term']['mean'])}"
+            for c, o in pairs
+        )
+        if len(lower) == len(pairs):
+            verdict = "cleaning helped at every amount" + (
+                "" if clear else ", within the spread across draws"
+            )
+        elif len(higher) == len(pairs):
+            verdict = "cleaning hurt at every amount" + ("" if clear else ", within the spread across draws")
+        elif not lower and not higher:
+            verdict = "cleaning made no difference"
+        else:
+            verdict = (
+                f"no consistent effect (lower at {len(lower)}, higher at {len(higher)} of {len(pairs)} amounts): "
+                "on this data, collecting more dictation does more than cleaning it"
+            )
         out.append(
-            f"{removed} at the same {_amount(curve, row['hours'])} gives {label} {_pct(a['mean'])} against "
-            f"{_pct(b['mean'])} for random data: {_verdict(a['mean'], b['mean'])}{note}."
+            f"{removed}, with the same audio budget, gives {label} (clean against random) {details}: {verdict}."
         )
     whole = [r for r in clean if not r["budget_met"]]
     if whole:
         row, full = whole[-1], random[max(random)]
+        a, b = row["term"]["mean"], full["term"]["mean"]
+        verdict = (
+            "cleaner beats bigger"
+            if a < b - SAME
+            else "bigger beats cleaner"
+            if a > b + SAME
+            else "about the same"
+        )
         out.append(
-            f"All the clean data ({_amount(curve, row['hours'])}) gives {label} {_pct(row['term']['mean'])} "
-            f"against {_pct(full['term']['mean'])} for all the data ({_amount(curve, full['hours'])}): "
-            f"{_verdict(row['term']['mean'], full['term']['mean'])}."
+            f"All the clean data ({_amount(curve, row['hours'])}) gives {label} {_pct(a)} "
+            f"against {_pct(b)} for all the data ({_amount(curve, full['hours'])}): {verdict}."
         )
     return out
-
-
-def _verdict(clean: float, other: float) -> str:
-    if clean < other - SAME:
-        return "cleaner beats bigger"
-    return "cleaning made it worse" if clean > other + SAME else "cleaning made no difference"
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -332,7 +357,9 @@ def plot_curve(curve: dict[str, Any], path: Path) -> bool:
     fig = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    amounts = sorted({round(r["hours"] * factor, 1) for r in curve["summary"]})
+    # ticks at the random arm's amounts (the clean arm's lie within a few % of them: labelled both, they overlap)
+    ticked = [r for r in curve["summary"] if r["arm"] == "random"] or curve["summary"]
+    amounts = sorted({round(r["hours"] * factor, 1) for r in ticked})
     log_x = min(amounts) > 0 and max(amounts) / min(amounts) >= LOG_X_RATIO
     for ax, key in zip(axes, (curve["term_metric"], "general_wer")):
         _plot_panel(ax, curve, key, factor)

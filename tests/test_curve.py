@@ -226,12 +226,12 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
     assert "training beats it from 12 minutes on" in text  # 29% < the prompt's 33%
     assert "still falling (9.0 points from 12 minutes to 60 minutes)" in text
     assert (
-        "at the same 12 minutes gives term error (B-WER) 25.0% against 29.0% for random data: cleaner beats "
-        "bigger." in text
+        "with the same audio budget, gives term error (B-WER) (clean against random) 12 minutes: 25.0% against "
+        "29.0%: cleaning helped at every amount." in text  # the draws' ranges (24-26, 28-30) do not meet
     )
     assert (
         "All the clean data (48 minutes) gives term error (B-WER) 25.0% against 20.0% for all the data "
-        "(60 minutes): cleaning made it worse."
+        "(60 minutes): bigger beats cleaner."
     ) in text
     assert "General WER (plain English, test_general) rises from 4.0% to 5.0% at 60 minutes." in text
     rows = {(r["arm"], r["fraction"]): r for r in curve["summary"]}
@@ -418,3 +418,19 @@ def test_extra_training_manifests_join_the_pool_and_each_point_trains_on_its_sub
     point = _point_config(config, job)
     assert point.train.train_manifest == str(job.manifest)
     assert point.train.extra_train_manifests == ()
+
+
+def test_the_quality_sentence_weighs_every_equal_budget_not_one():
+    points = [_point("random", f, d, f, b) for f, d, b in [(0.2, 0, 0.30), (0.5, 0, 0.22), (1.0, 0, 0.18)]]
+    points += [_point("clean", f, d, f, b) for f, d, b in [(0.2, 0, 0.32), (0.5, 0, 0.20)]]
+    points += [_point("clean", 1.0, 0, 0.9, 0.19, met=False)]
+    quality = {"scored_items": 40, "removed_items": 10, "removed_hours": 0.1, "drop_fraction": 0.25,
+               "threshold": 0.4, "key": "alignment_wer"}  # fmt: skip
+    curve = build_curve(
+        dict(_meta(quality), seeds=1, fractions=[0.2, 0.5, 1.0]), {"base": {"b_wer": 0.4}}, points, 1.0
+    )
+    text = " ".join(curve["sentences"])
+    assert "12 minutes: 32.0% against 30.0%; 30 minutes: 20.0% against 22.0%" in text
+    assert "no consistent effect (lower at 1, higher at 1 of 2 amounts)" in text
+    assert "All the clean data (54 minutes) gives term error (B-WER) 19.0% against 18.0%" in text
+    assert "bigger beats cleaner" in text
