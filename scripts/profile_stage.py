@@ -15,11 +15,11 @@ cProfile adds a per-Python-call cost (a few % on torch-bound code, more on pure-
 phases with each other rather than with unprofiled wall times.
 
 Example (the decoder-only train step on the demo's dev clips as training data, 30 steps, fresh cache):
-    .venv/bin/python scripts/profile_stage.py configs/radiology_demo.yaml train threads=1 \\
+    .venv/bin/python scripts/profile_stage.py configs/radiology_demo.yaml train \\
         work_dir=/tmp/prof train.max_steps=30 train.eval_steps=15 \\
         train.train_manifest=work/radiology_demo/normalize/dev.jsonl \\
         train.dev_manifest=work/radiology_demo/normalize/dev.jsonl "train.extra_train_manifests=[]" \\
-        train.replay_manifest=null train.general_dev_manifest=null
+        train.replay_manifest=null train.replay_ratio=0 train.general_dev_manifest=null
 """
 
 from __future__ import annotations
