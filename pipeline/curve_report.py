@@ -247,18 +247,17 @@ def _quality_sentence(curve: dict[str, Any], label: str) -> list[str]:
     if whole:
         row, full = whole[-1], random[max(random)]
         a, b = row["term"]["mean"], full["term"]["mean"]
-        verdict = (
-            "cleaner beats bigger"
-            if a < b - SAME
-            else "bigger beats cleaner"
-            if a > b + SAME
-            else "about the same"
-        )
         out.append(
             f"All the clean data ({_amount(curve, row['hours'])}) gives {label} {_pct(a)} "
-            f"against {_pct(b)} for all the data ({_amount(curve, full['hours'])}): {verdict}."
+            f"against {_pct(b)} for all the data ({_amount(curve, full['hours'])}): {_bigger_or_cleaner(a, b)}."
         )
     return out
+
+
+def _bigger_or_cleaner(clean: float, everything: float) -> str:
+    if clean < everything - SAME:
+        return "cleaner beats bigger"
+    return "bigger beats cleaner" if clean > everything + SAME else "about the same"
 
 
 # ---------------------------------------------------------------------------------------------- markdown
