@@ -8,8 +8,9 @@ LORA_RANK = 4
 LORA_B_SCALE = 0.5  # lora_B starts at zero (a no-op adapter): perturb it so merging changes the outputs
 
 
-def make_lora_adapter(base_dir: Path, out_dir: Path, seed: int = 7) -> Path:
-    """A non-trivial LoRA adapter (q/v projections of encoder and decoder) saved with save_pretrained."""
+def make_lora_adapter(base_dir: Path, out_dir: Path, seed: int = 7, targets: list[str] | str | None = None) -> Path:
+    """A non-trivial LoRA adapter saved with save_pretrained: on the q/v projections of encoder and
+    decoder, or on `targets` (a peft target_modules list or regex)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import WhisperForConditionalGeneration
@@ -17,7 +18,7 @@ def make_lora_adapter(base_dir: Path, out_dir: Path, seed: int = 7) -> Path:
     torch.manual_seed(seed)
     base = WhisperForConditionalGeneration.from_pretrained(base_dir)
     config = LoraConfig(
-        r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]
+        r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules=targets or ["q_proj", "v_proj"]
     )
     model = get_peft_model(base, config)
     with torch.no_grad():

@@ -31,15 +31,26 @@ SECRET_WORDS = ("plural", "basilar", "weather", "heart", "effusion", "atelectasi
 
 
 class FakeTranscriber:
-    """Stands in for pipeline.transcription.Transcriber: known text per clip (found by its length)."""
+    """Stands in for pipeline.transcription.Transcriber: known text per clip (found by its length). Every
+    model has the same encoder (as a decoder-only adapter leaves it)."""
 
     calls: ClassVar[list[tuple[str, str | None, int]]] = []  # (model dir name, prompt, clips)
+    encoded: ClassVar[list[int]] = []  # clips per encode() call
     by_length: ClassVar[dict[int, tuple[str, str]]] = {}
+    encoder_adapted = False
 
     def __init__(self, model_dir, adapter_dir=None, **options):
         self.model_dir, self.adapter_dir = model_dir, adapter_dir
 
-    def transcribe(self, arrays, prompt=None, progress=False):
+    def encoder_key(self):
+        return "the-one-encoder"
+
+    def encode(self, arrays, progress=False):
+        FakeTranscriber.encoded.append(len(arrays))
+        return np.array([[[len(a)]] for a in arrays], dtype=np.float32)
+
+    def transcribe(self, arrays, prompt=None, progress=False, encoder_states=None):
+        assert encoder_states is not None and [int(s[0][0]) for s in encoder_states] == [len(a) for a in arrays]
         FakeTranscriber.calls.append((self.model_dir.name, prompt, len(arrays)))
         return [self.by_length[len(a)][1 if prompt else 0] for a in arrays]
 
@@ -72,7 +83,7 @@ def project(tmp_path, tiny_whisper_dir, monkeypatch):
         "model": {"base": str(tiny_whisper_dir)},
         "evaluate": {"bootstrap_samples": 100, "max_new_tokens": 4},
     })  # fmt: skip
-    FakeTranscriber.calls = []
+    FakeTranscriber.calls, FakeTranscriber.encoded = [], []
     FakeTranscriber.by_length = by_length
     monkeypatch.setattr("pipeline.transcription.Transcriber", FakeTranscriber)
     return config
@@ -117,11 +128,16 @@ def test_base_systems_end_to_end_match_hand_computed_metrics(project, capsys):
 def test_rerun_reuses_cached_base_transcripts_and_decodes_only_the_adapted_model(project, tiny_whisper_dir):
     runner.run_stage(project, "evaluate")
     assert len(FakeTranscriber.calls) == 4  # 2 systems x 2 splits
+    assert FakeTranscriber.encoded == [3, 1], "base+prompt decodes from base's encoder states"
+    states = sorted(p.name for p in (project.stage_dir("evaluate") / evaluate.ENCODER_STATES_DIR).glob("*.npy"))
+    assert len(states) == 2  # one per split
     runner.run_stage(project, "evaluate")
     assert len(FakeTranscriber.calls) == 4, "nothing changed: every transcript comes from the cache"
     shutil.copytree(tiny_whisper_dir, project.stage_dir("train") / "merged")  # as if train had run
     runner.run_stage(project, "evaluate")
     assert [c[0] for c in FakeTranscriber.calls[4:]] == ["merged"] * 4, "base transcripts were reused"
+    assert FakeTranscriber.encoded == [3, 1], "the adapted model (same encoder) reads the stored states"
+    assert sorted(p.name for p in (project.stage_dir("evaluate") / evaluate.ENCODER_STATES_DIR).glob("*.npy")) == states
     report = json.loads((project.stage_dir("evaluate") / "report.json").read_text())
     assert report["systems"] == ["base", "base+prompt", "adapted", "adapted+prompt"]
     assert report["terms"]["after"] == "adapted" and not report["notes"]

@@ -10,6 +10,7 @@ import pytest
 from pipeline.errors import DictuneError
 from pipeline.transcription import (
     SAMPLE_RATE,
+    EncoderStateStore,
     Transcriber,
     _strip_prompt_tokens,
     fit_prompt,
@@ -38,7 +39,8 @@ def test_one_string_per_input_in_order_for_mixed_lengths(transcriber):
 
 
 def test_order_is_restored_after_sorting_by_length(transcriber, monkeypatch):
-    monkeypatch.setattr(transcriber, "_decode_batch", lambda arrays, prompt_ids: [str(len(a)) for a in arrays])
+    monkeypatch.setattr(transcriber, "_features", lambda arrays: [len(a) for a in arrays])
+    monkeypatch.setattr(transcriber, "_decode_batch", lambda inputs, prompt_ids: [str(n) for n in inputs["input_features"]])
     arrays = [np.zeros(n, np.float32) for n in (5, 900, 30, 7, 400, 2, 60)]
     assert transcriber.transcribe(arrays) == [str(len(a)) for a in arrays]
 
@@ -123,3 +125,68 @@ def test_a_peft_adapter_is_merged_on_load(tiny_whisper_dir, tmp_path):
     assert torch.allclose(adapted.model.state_dict()[key], expected[key])
     assert not torch.allclose(plain.model.state_dict()[key], expected[key])
     assert isinstance(adapted.transcribe([_noise(1.0, 5)])[0], str)
+
+
+DECODER_ONLY = r".*decoder\.layers\.\d+\.self_attn\.(q_proj|v_proj)"  # a peft target regex
+
+
+def test_decoding_from_encoder_states_gives_the_transcripts_of_decoding_the_audio(transcriber, monkeypatch):
+    arrays = [_noise(s, 10 + i) for i, s in enumerate((0.4, 3.0, 1.0, 2.2, 0.1))]
+    states = transcriber.encode(arrays)
+    assert states.dtype == np.float32 and states.shape[:2] == (5, 1500)
+    np.testing.assert_allclose(states[3], transcriber.encode([arrays[3]])[0], atol=1e-5)  # row i is input i
+    for prompt in (None, "pleural effusion, atelectasis"):
+        assert transcriber.transcribe(arrays, prompt=prompt, encoder_states=states) == transcriber.transcribe(
+            arrays, prompt=prompt
+        )
+    with pytest.raises(DictuneError, match="2 encoder states for 5 inputs"):
+        transcriber.transcribe(arrays, encoder_states=states[:2])
+    expected = transcriber.transcribe(arrays)
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder ran although its states were given")
+
+    monkeypatch.setattr(transcriber.model.get_encoder(), "forward", no_encoder)
+    assert transcriber.transcribe(arrays, encoder_states=states) == expected
+    with pytest.raises(AssertionError, match="the encoder ran"):
+        transcriber.transcribe(arrays)
+
+
+def test_the_encoder_key_follows_the_encoder_weights_and_batching(tiny_whisper_dir, tmp_path):
+    from lora_adapters import make_lora_adapter
+
+    base = Transcriber(tiny_whisper_dir, batch_size=3)
+    decoder_only = Transcriber(
+        tiny_whisper_dir, batch_size=3, adapter_dir=make_lora_adapter(tiny_whisper_dir, tmp_path / "d", targets=DECODER_ONLY)
+    )
+    both = Transcriber(tiny_whisper_dir, batch_size=3, adapter_dir=make_lora_adapter(tiny_whisper_dir, tmp_path / "b"))
+    assert (base.encoder_adapted, decoder_only.encoder_adapted, both.encoder_adapted) == (False, False, True)
+    assert decoder_only.encoder_key() == base.encoder_key() != both.encoder_key()
+    assert Transcriber(tiny_whisper_dir, batch_size=4).encoder_key() != base.encoder_key()
+    assert Transcriber(tiny_whisper_dir, batch_size=3, bf16=True).encoder_key() != base.encoder_key()
+
+
+def test_the_store_shares_the_base_encoder_states_and_prunes_stale_ones(tiny_whisper_dir, tmp_path):
+    from lora_adapters import make_lora_adapter
+
+    arrays = [_noise(s, 20 + i) for i, s in enumerate((1.0, 2.5, 0.3))]
+    root = tmp_path / "states"
+    store = EncoderStateStore(root, tiny_whisper_dir)
+    base = Transcriber(tiny_whisper_dir, batch_size=2, max_new_tokens=MAX_NEW_TOKENS)
+    first = store.states(base, arrays, "audio-1")
+    assert store.encoded == 3 and len(list(root.glob("*.npy"))) == 1
+    decoder_only = Transcriber(tiny_whisper_dir, batch_size=2, max_new_tokens=MAX_NEW_TOKENS,
+                               adapter_dir=make_lora_adapter(tiny_whisper_dir, tmp_path / "d", targets=DECODER_ONLY))
+    again = store.states(decoder_only, arrays, "audio-1")
+    assert store.encoded == 3, "the decoder-only adapter reads the base encoder's states"
+    np.testing.assert_array_equal(first, again)
+    assert decoder_only.transcribe(arrays, encoder_states=again) == decoder_only.transcribe(arrays)
+    both = Transcriber(tiny_whisper_dir, batch_size=2, adapter_dir=make_lora_adapter(tiny_whisper_dir, tmp_path / "b"))
+    assert store.states(both, arrays, "audio-1") is None, "an adapted encoder is neither read nor stored"
+    assert store.encoded == 3 and len(list(root.glob("*.npy"))) == 1
+
+    assert EncoderStateStore(root, tiny_whisper_dir).prune() == 0, "an unused store removes nothing"
+    other = EncoderStateStore(root, tiny_whisper_dir)
+    other.states(base, arrays[:2], "audio-2")  # another set of clips (a changed test split)
+    assert len(list(root.glob("*.npy"))) == 2
+    assert other.prune() == 1 and len(list(root.glob("*.npy"))) == 1

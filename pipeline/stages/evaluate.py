@@ -15,7 +15,10 @@ evaluate.prompt_max_tokens (at most Whisper's max_target_positions // 2 - 1 = 22
 
 Transcripts are cached: each transcripts/<system>/<split>.jsonl has a key (hash of the model files, the
 prompt, the decoding options and the audio) in <split>.key, and a matching key means no decoding. So
-rerunning evaluate after training decodes only the adapted systems. References are scored in their
+rerunning evaluate after training decodes only the adapted systems. The base encoder's outputs on each
+split are kept in encoder_states/ (transcription.EncoderStateStore): the systems whose encoder has the
+same weights (base, base+prompt, and adapted ones when train.adapt=decoder) decode from them instead of
+encoding the audio again, with the same transcripts. References are scored in their
 `text_norm` form (normalize_for_scoring of the text when absent), hypotheses as
 normalize_for_scoring(hyp), which interprets spoken dictation commands first (format_dictation), as the
 references' text_norm did. Logs carry counts and numbers, never text.
@@ -49,6 +52,7 @@ logger = logging.getLogger("dictune")
 STAGE = "evaluate"
 SECTIONS = ("evaluate",)  # model, seed and lexicon are always part of the fingerprint
 TRANSCRIPTS_DIR = "transcripts"
+ENCODER_STATES_DIR = "encoder_states"  # the base encoder's outputs per split, shared by the systems
 REJECTS_NAME = "rejects.jsonl"
 CACHE_VERSION = 1  # bump when the transcription code changes what it returns
 MAX_AUDIO_SECONDS = 30.0  # Whisper's window; the segment stage cuts longer items
@@ -145,7 +149,11 @@ def run(config: Config) -> dict[str, Any]:
     write_rejects(out_dir / REJECTS_NAME, rejects)
     base_dir = Path(resolve_model(config.model.base, cache_dir=config.model.cache_dir))
     systems, prompt, notes = plan_systems(config, base_dir)
-    hyps = transcribe_all(config, systems, splits, out_dir / TRANSCRIPTS_DIR)
+    store = encoder_store(config, base_dir)
+    hyps = transcribe_all(config, systems, splits, out_dir / TRANSCRIPTS_DIR, store)
+    removed = store.prune()
+    logger.info("evaluate: %d clips encoded for shared encoder states, %d stale files removed", store.encoded,
+                removed)
     scores = score_all(config, splits, hyps)
     meta = _meta(config, systems, splits, prompt, notes)
     report = build_report(meta, scores, {s.name: [r.id for r in s.records] for s in splits},
@@ -156,6 +164,13 @@ def run(config: Config) -> dict[str, Any]:
     logger.info("evaluate: wrote %s", ", ".join(p.name for p in [out_dir / "report.json", *written]))
     return {"systems": [s.name for s in systems], "splits": {s.name: len(s.records) for s in splits},
             "rejects": len(rejects), "headline": report["headline"]["rows"]}
+
+
+def encoder_store(config: Config, base_dir: Path) -> Any:
+    """The store of the base encoder's outputs on the evaluated clips (shared with `dictune curve`)."""
+    from pipeline.transcription import EncoderStateStore
+
+    return EncoderStateStore(config.stage_dir(STAGE) / ENCODER_STATES_DIR, base_dir)
 
 
 def score_all(config: Config, splits: list[Split], hyps: dict[str, dict[str, list[str]]]) -> dict[str, dict]:
@@ -333,9 +348,10 @@ def decode_options(config: Config) -> dict[str, Any]:
 
 
 def transcribe_all(
-    config: Config, systems: list[System], splits: list[Split], out_dir: Path
+    config: Config, systems: list[System], splits: list[Split], out_dir: Path, encoder_store: Any = None
 ) -> dict[str, dict[str, list[str]]]:
-    """{system: {split: raw hypotheses}}, from the cache where the key matches, else decoded."""
+    """{system: {split: raw hypotheses}}, from the cache where the key matches, else decoded. With an
+    EncoderStateStore, systems that share an encoder share its outputs (the same transcripts, less time)."""
     from pipeline.text import normalize_for_scoring
 
     model_hashes: dict[tuple[Path, Path | None], str] = {}
@@ -361,7 +377,12 @@ def transcribe_all(
                     audio_cache[split.name] = load_split_audio(split)
                 logger.info("evaluate: transcribing %s with %s (%d utterances)", split.name, system.name,
                             len(split.records))
-                texts = transcriber.transcribe(audio_cache[split.name], prompt=system.prompt, progress=True)
+                states = None if encoder_store is None else encoder_store.states(
+                    transcriber, audio_cache[split.name], audio_hashes[split.name], progress=True
+                )
+                texts = transcriber.transcribe(
+                    audio_cache[split.name], prompt=system.prompt, progress=True, encoder_states=states
+                )
             else:
                 logger.info("evaluate: %s on %s: cached transcripts reused", system.name, split.name)
             rows = (
