@@ -350,25 +350,30 @@ def test_base_transcripts_of_the_evaluate_stage_are_reused_and_no_scores_skip_th
     from pipeline import runner
     from pipeline.config import load_config
     from pipeline.tools.curve import run_curve
+    from pipeline.transcription import Transcriber
 
     config_path, work = curve_project
     _write_split(work, "train", SENTENCES, 8, 0, scored=0)
     config = load_config(config_path, ["curve.fractions=[1.0]", "curve.seeds=1"])
     runner.run_stage(config, "evaluate")  # base and base+prompt, decoded and cached by the stage
-    decoded = []
+    decoded, encoded = [], []
 
-    class Recorder:
-        def __init__(self, model_dir, adapter_dir=None, **options):
-            self.model_dir, self.adapter_dir = model_dir, adapter_dir
+    class Recorder(Transcriber):
+        def encode(self, arrays, progress=False):
+            encoded.append(len(arrays))
+            return super().encode(arrays, progress)
 
-        def transcribe(self, arrays, prompt=None, progress=False):
-            decoded.append((self.adapter_dir, prompt))
+        def transcribe(self, arrays, prompt=None, progress=False, encoder_states=None):
+            decoded.append((self.adapter_dir, prompt, encoder_states is not None))
             return [""] * len(arrays)
 
     monkeypatch.setattr("pipeline.transcription.Transcriber", Recorder)
     curve = run_curve(config)
-    assert decoded and all(adapter is not None and prompt is None for adapter, prompt in decoded), (
+    assert decoded and all(adapter is not None and prompt is None for adapter, prompt, _ in decoded), (
         "only the adapted model is decoded: the baselines come from the evaluate stage's cache"
+    )
+    assert all(shared for *_, shared in decoded) and not encoded, (
+        "the decoder-only point decodes from the base encoder's states that the evaluate stage stored"
     )
     report = json.loads((work / "evaluate" / "report.json").read_text())
     base = next(r for r in report["headline"]["rows"] if r["system"] == "base")
@@ -408,7 +413,7 @@ def test_extra_training_manifests_join_the_pool_and_each_point_trains_on_its_sub
     write_manifest(main, [Record(f"s{i}", f"a/s{i}.wav", 3.0, "x") for i in range(2)])
     write_manifest(extra, [Record("long__0", "b/l.wav", 20.0, "y", extra={"alignment_wer": 0.2})])
     config = config_from_dict(
-        {"name": "t", "train": {"train_manifest": str(main), "extra_train_manifests": [str(extra)]}}
+        {"name": "t", "train": {"train_manifest": str(main), "extra_train_manifests": [str(extra)], "eval_steps": 100}}
     )
     records, path = _train_records(config)
     assert path == main
@@ -418,6 +423,7 @@ def test_extra_training_manifests_join_the_pool_and_each_point_trains_on_its_sub
     point = _point_config(config, job)
     assert point.train.train_manifest == str(job.manifest)
     assert point.train.extra_train_manifests == ()
+    assert point.train.eval_steps == 0, "one dev evaluation, at the end: each point is the model after max_steps"
 
 
 def test_the_quality_sentence_weighs_every_equal_budget_not_one():

@@ -15,7 +15,11 @@ same key are copied, not decoded again. Every other train.* and evaluate.* setti
 The fast decoder-only mode is the default (train.adapt=decoder); train.adapt=both is the full mode.
 
 The points share one encoder cache (the train stage's <work_dir>/train/encoder_cache, linked into each
-point's folder while it trains), so a clip is encoded once for the whole curve. A point whose
+point's folder while it trains), so a clip is encoded once for the whole curve; and, for scoring, the
+evaluate stage's store of the base encoder's outputs on the test clips (<work_dir>/evaluate/encoder_states):
+in the decoder-only mode every point has the base encoder, so no point encodes a test clip again. Each
+point is the model after train.max_steps, with one dev evaluation at the end (train.eval_steps=0): a
+fixed compute budget, with no checkpoint picked on dev. A point whose
 result.json key matches (same subset, model, train and evaluate settings) is not redone: a stopped curve
 continues where it stopped. With curve.workers > 1 the largest point runs first, alone (it fills the
 encoder cache), then the others in that many processes.
@@ -44,7 +48,7 @@ logger = logging.getLogger("dictune")
 OUT_DIR = "curve"  # <work_dir>/curve
 BASELINE_SYSTEMS = ("base", "base+prompt")  # transcribed once, shared by all points
 RESULT_NAME = "result.json"
-CURVE_VERSION = 1  # bump when a point's result would change for the same key
+CURVE_VERSION = 2  # bump when a point's result would change for the same key
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,7 @@ def _baselines(
     from pipeline.stages.evaluate import (
         PROMPT_RULE,
         TRANSCRIPTS_DIR,
+        encoder_store,
         plan_systems,
         report_options,
         score_all,
@@ -281,7 +286,8 @@ def _baselines(
     _copy_cached_transcripts(
         config.stage_dir("evaluate") / TRANSCRIPTS_DIR, out / TRANSCRIPTS_DIR, systems, splits
     )
-    scores = score_all(config, splits, transcribe_all(config, systems, splits, out / TRANSCRIPTS_DIR))
+    hyps = transcribe_all(config, systems, splits, out / TRANSCRIPTS_DIR, encoder_store(config, base_dir))
+    scores = score_all(config, splits, hyps)
     options = report_options(config, splits)
     baselines = {
         s.name: point_metrics(scores, options.domain_split, options.general_split, s.name) for s in systems
@@ -371,6 +377,7 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
     from pipeline.stages.evaluate import (
         System,
         adapted_model,
+        encoder_store,
         load_splits,
         report_options,
         score_all,
@@ -396,7 +403,8 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
         raise DictuneError(f"{train_dir}: training wrote no model (see {train_dir / 'rejects.jsonl'})")
     splits, _ = load_splits(config)
     system = System("adapted", adapted[0], None, adapted[1])
-    scores = score_all(config, splits, transcribe_all(config, [system], splits, job.dir / "transcripts"))
+    hyps = transcribe_all(config, [system], splits, job.dir / "transcripts", encoder_store(config, base_dir))
+    scores = score_all(config, splits, hyps)
     options = report_options(config, splits)
     result = {
         "key": key,
@@ -413,12 +421,14 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
 
 
 def _point_config(config: Config, job: PointJob) -> Config:
-    """The config copy one point trains with: its subset, its seed, no resume, one final checkpoint."""
+    """The config copy one point trains with: its subset, its seed, no resume, one dev evaluation and one
+    checkpoint, both at the end."""
     train = dataclasses.replace(
         config.train,
         train_manifest=str(job.manifest),
         extra_train_manifests=(),  # the subset already holds its share of them
         resume=False,
+        eval_steps=0,  # the point is the model after max_steps; a mid-run dev evaluation would only cost time
         save_steps=0,  # only the final checkpoint (removed after scoring): points are cheap to redo
         merge=config.train.merge and config.curve.keep_models,  # evaluate loads adapter/ otherwise
     )
