@@ -319,7 +319,8 @@ def render_markdown(curve: dict[str, Any], plot: str | None) -> str:
         (
             f"Training at every point: {t['mode']} on the {t['adapt']} ({t['max_steps']} steps, batch "
             f"{t['batch_size']}, learning rate {t['learning_rate']:g}, encoder cache {t['cache_encoder_outputs']}); "
-            f"base model {curve['base_model']}."
+            f"each point is the model after the last step (no checkpoint picked on dev); base model "
+            f"{curve['base_model']}."
         ),
         _timing(curve),
     ]
