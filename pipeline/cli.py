@@ -69,7 +69,8 @@ class _DropMessages(logging.Filter):
         return not str(record.msg).startswith(self.prefixes)
 
 
-def _silence_harmless_warnings() -> None:
+def silence_harmless_warnings() -> None:
+    """Drop the transformers warnings of HARMLESS_WARNINGS at their source logger (scripts call it too)."""
     for name, prefixes in HARMLESS_WARNINGS.items():
         source = logging.getLogger(name)  # the same object transformers logs through, imported or not
         source.filters[:] = [f for f in source.filters if not isinstance(f, _DropMessages)]
@@ -77,7 +78,7 @@ def _silence_harmless_warnings() -> None:
 
 
 def _configure_logging(verbosity: int) -> None:
-    _silence_harmless_warnings()
+    silence_harmless_warnings()
     level = logging.DEBUG if verbosity > 0 else logging.INFO
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("dictune %(levelname).1s %(message)s"))
