@@ -51,7 +51,7 @@ test-fast: install voices
 # sized to finish in <= 15 min on 2 cores; bench/results.json holds them all. Bigger: BENCH_TRAIN_ARGS="--steps 30".
 # After `make demo` the transcription bench runs the adapted model (merged + its CT2 export) on 40 clips of
 # the demo test split; before it, the base tiny.en on 40 synthesized clips. After `make demo` the evaluate
-# bench also runs: the evaluate stage's decoding with and without shared encoder states (40 clips a split).
+# bench also runs: the evaluate stage's decoding with and without shared encoder states (24 clips a split).
 DEMO_ADAPTER := $(wildcard work/radiology_demo/train/adapter/adapter_config.json)
 BENCH_TRAIN_ARGS ?=
 BENCH_TRANSCRIBE_ARGS ?= $(if $(DEMO_ADAPTER),--adapter work/radiology_demo/train/adapter \
@@ -60,7 +60,7 @@ bench: install
 	@mkdir -p bench
 	$(PY) scripts/bench_train.py --out bench/train.json $(BENCH_TRAIN_ARGS)
 	$(PY) scripts/bench_transcribe.py --out bench/transcribe.json $(BENCH_TRANSCRIBE_ARGS)
-	$(if $(DEMO_ADAPTER),$(PY) scripts/bench_evaluate.py $(DEMO_CONFIG) --limit 40 --out bench/evaluate.json,\
+	$(if $(DEMO_ADAPTER),$(PY) scripts/bench_evaluate.py $(DEMO_CONFIG) --limit 24 --out bench/evaluate.json,\
 	  @echo "evaluate bench skipped: run make demo first"; rm -f bench/evaluate.json)
 	$(PY) -c 'import json, os; from pipeline.files import atomic_write_json; \
 	  atomic_write_json("bench/results.json", {k: json.load(open(f"bench/{k}.json")) \
