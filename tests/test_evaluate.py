@@ -147,6 +147,21 @@ def test_rerun_reuses_cached_base_transcripts_and_decodes_only_the_adapted_model
     assert len(FakeTranscriber.calls) == 16, "other decoding options: every system is decoded again"
 
 
+def test_share_encoder_states_false_encodes_with_every_system_and_stores_nothing(project, monkeypatch):
+    decoded = []
+
+    def transcribe(self, arrays, prompt=None, progress=False, encoder_states=None):
+        decoded.append(encoder_states)
+        return [self.by_length[len(a)][1 if prompt else 0] for a in arrays]
+
+    monkeypatch.setattr(FakeTranscriber, "transcribe", transcribe)
+    off = config_from_dict({**config_to_dict(project), "evaluate": {"bootstrap_samples": 100,
+                                                                    "share_encoder_states": False}})  # fmt: skip
+    runner.run_stage(off, "evaluate")
+    assert len(decoded) == 4 and all(states is None for states in decoded) and not FakeTranscriber.encoded
+    assert not (project.stage_dir("evaluate") / evaluate.ENCODER_STATES_DIR).exists()
+
+
 def test_unusable_records_are_rejected_with_their_reason(project):
     manifest = project.stage_dir("normalize") / "test.jsonl"
     lines = manifest.read_text().splitlines()

@@ -151,9 +151,10 @@ def run(config: Config) -> dict[str, Any]:
     systems, prompt, notes = plan_systems(config, base_dir)
     store = encoder_store(config, base_dir)
     hyps = transcribe_all(config, systems, splits, out_dir / TRANSCRIPTS_DIR, store)
-    removed = store.prune()
-    logger.info("evaluate: %d clips encoded for shared encoder states, %d stale files removed", store.encoded,
-                removed)
+    if store is not None:
+        removed = store.prune()
+        logger.info("evaluate: %d clips encoded for shared encoder states, %d stale files removed",
+                    store.encoded, removed)
     scores = score_all(config, splits, hyps)
     meta = _meta(config, systems, splits, prompt, notes)
     report = build_report(meta, scores, {s.name: [r.id for r in s.records] for s in splits},
@@ -167,9 +168,12 @@ def run(config: Config) -> dict[str, Any]:
 
 
 def encoder_store(config: Config, base_dir: Path) -> Any:
-    """The store of the base encoder's outputs on the evaluated clips (shared with `dictune curve`)."""
+    """The store of the base encoder's outputs on the evaluated clips (shared with `dictune curve`), or
+    None with evaluate.share_encoder_states=false."""
     from pipeline.transcription import EncoderStateStore
 
+    if not config.evaluate.share_encoder_states:
+        return None
     return EncoderStateStore(config.stage_dir(STAGE) / ENCODER_STATES_DIR, base_dir)
 
 
