@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import TranscribeConfig
+from pipeline.config import ContextConfig, TranscribeConfig
 from pipeline.engines import Engine, Segment
 from pipeline.errors import DictuneError
 from pipeline.manifest import ManifestError, Reject, iter_jsonl, write_rejects
@@ -182,32 +182,40 @@ def write_outputs(
 def transcribe_files(
     inputs: list[str], out_dir: str | os.PathLike, model: str, adapter_dir: str | os.PathLike | None = None,
     options: TranscribeConfig | None = None, lexicon: str | os.PathLike | None = None,
-    cache_dir: str | None = None, engine: Engine | None = None,
+    cache_dir: str | None = None, engine: Engine | None = None, context: ContextConfig | None = None,
 ) -> BatchSummary:  # fmt: skip
     """Transcribe every input into out_dir; a bad file is rejected (one line on stderr), never fatal.
 
-    A problem that concerns every file (unknown model, adapter that does not fit it, bad lexicon) raises
-    DictuneError before anything is decoded. `engine` reuses an engine already loaded."""
+    `context` fills Whisper's previous-text slot (pipeline/context.py: none, static, retrieved from
+    `lexicon`). A problem that concerns every file (unknown model, adapter that does not fit it, bad
+    lexicon or context file) raises DictuneError before anything is decoded. `engine` reuses an engine
+    already loaded."""
+    from pipeline.context import InferenceContext
     from pipeline.engines import load_engine
 
     options = options or TranscribeConfig()
+    context = context or ContextConfig()
+    if context.mode == "retrieved" and options.long_form != "vad":
+        raise DictuneError("context: retrieved mode needs long_form vad (each chunk gets its own context)")
     out_dir = Path(out_dir)
     items, rejects = collect_inputs([str(i) for i in inputs])
     if not items and not rejects:
         raise DictuneError("transcribe: no inputs; give audio files and/or .jsonl manifests")
     for reject in rejects:
         logger.error("%s", reject.reason)
-    terms = _lexicon_terms(lexicon)
     started = time.monotonic()
     engine = engine or load_engine(model, adapter_dir, options, cache_dir)
-    prompt, prompt_info = _prompt(engine, terms, lexicon, options)
+    ctx = InferenceContext(context, lexicon, engine.prompt_tokens, min(options.prompt_max_tokens,
+                                                                        engine.max_prompt_tokens()))  # fmt: skip
+    if ctx.static:
+        logger.info("transcribe: static context of %d terms (%s)", len(ctx.static_terms), context.mode)
     load_seconds = time.monotonic() - started
     meta = {"model": model, "adapter": str(adapter_dir) if adapter_dir else None, "engine": engine.describe(),
-            "options": _echo_options(options), "prompt": prompt_info}  # fmt: skip
+            "options": _echo_options(options), "context": ctx.describe()}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     files = len(items) + len(rejects)  # rejects so far: manifests or manifest lines that named no audio
-    done, seconds = _run_groups(engine, items, out_dir, options, prompt, meta, rejects)
+    done, seconds = _run_groups(engine, items, out_dir, options, ctx, meta, rejects)
     summary = BatchSummary(files, done, len(rejects), seconds, time.monotonic() - started, load_seconds,
                            str(out_dir), engine.name)  # fmt: skip
     write_rejects(out_dir / REJECTS_FILE, rejects)
@@ -216,7 +224,7 @@ def transcribe_files(
 
 
 def _run_groups(
-    engine: Engine, items: list[InputItem], out_dir: Path, options: TranscribeConfig, prompt: str | None,
+    engine: Engine, items: list[InputItem], out_dir: Path, options: TranscribeConfig, ctx: Any,
     meta: dict[str, Any], rejects: list[Reject],
 ) -> tuple[int, float]:  # fmt: skip
     """Load files until a group holds options.group_seconds of audio (one file in sequential mode), decode
@@ -231,7 +239,8 @@ def _run_groups(
 
     def flush() -> None:
         nonlocal done, seconds
-        results = transcribe_group(engine, [audio for _, audio in group], options, prompt)
+        results = transcribe_group(engine, [audio for _, audio in group], options, ctx.static,
+                                   ctx.second_pass if ctx.retrieved else None)
         for (item, audio), segments in zip(group, results):
             if not segments:
                 logger.warning("%s: no speech found; its outputs are empty", item.audio)
@@ -259,31 +268,6 @@ def _run_groups(
         if group:
             flush()
     return done, seconds
-
-
-def _lexicon_terms(lexicon: str | os.PathLike | None) -> list[str]:
-    """The lexicon's terms as written, in file order (put the most important first)."""
-    if not lexicon:
-        return []
-    from pipeline.lexicon import load_lexicon
-
-    return list(load_lexicon(lexicon).display.values())
-
-
-def _prompt(
-    engine: Engine, terms: list[str], lexicon: str | os.PathLike | None, options: TranscribeConfig
-) -> tuple[str | None, Any]:
-    """A vocabulary prompt of as many lexicon terms as fit the token budget (None without a lexicon)."""
-    if not terms:
-        return None, None
-    from pipeline.engines import fit_prompt_terms
-
-    budget = min(options.prompt_max_tokens, engine.max_prompt_tokens())
-    text, used = fit_prompt_terms(engine, terms, budget)
-    if not used:
-        raise DictuneError(f"{lexicon}: not even its first term fits the prompt budget of {budget} tokens")
-    logger.info("transcribe: vocabulary prompt of %d of %d lexicon terms", used, len(terms))
-    return text, {"lexicon": str(lexicon), "terms_used": used, "terms_total": len(terms)}
 
 
 def _echo_options(options: TranscribeConfig) -> dict[str, Any]:

@@ -59,7 +59,13 @@ class SynthesizeConfig:
     corpus_dir: str = "data_manifests/radiology_demo/corpus"  # sentences.tsv, reports.jsonl, general.tsv
     manifest_dir: str = "data_manifests/radiology_demo"  # committed text manifests are written here
     audio_dir: str = "data/radiology_demo/audio"  # generated audio (git-ignored)
-    test_fraction: float = 0.2  # share of sentences held out for test (never in train)
+    test_fraction: float = 0.15  # share of sentences (without a held-out term) held out for test
+    # share of the corpus's lexicon terms held out of all training text: their sentences are read by the
+    # test voices as test_unseen (pipeline/tts/heldout.py; 0 = none); candidates occur in at most
+    # unseen_max_sentences sentences
+    unseen_term_share: float = 0.15
+    unseen_max_sentences: int = 4
+    test_unseen_sentences: int = 90  # test_unseen sentences read (seeded; the rest are in no split; 0 = all)
     dev_fraction: float = 0.1  # share of the remaining sentences used for dev
     voices_dir: str = "data/voices"  # install-time TTS assets (scripts/setup_voices.py; git-ignored)
     # "engine:name@rate" -> relative share of the train/dev/long-train renderings (fast engines mostly)
@@ -141,6 +147,13 @@ class TrainConfig:
     language: str = "en"  # multilingual bases only: language token of the targets
     task: str = "transcribe"  # multilingual bases only: transcribe | translate
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    # -- context-aware training (pipeline/training/prompts.py): Whisper's previous-text slot filled as at
+    # inference, so the adapted model keeps using a vocabulary context; the shares are of training items
+    context_terms_share: float = 0.5  # a term list: own lexicon terms among distractors
+    context_previous_share: float = 0.2  # the text before the item (previous piece, or a same-exam sentence)
+    context_distractors: tuple[int, int] = (5, 30)  # lexicon terms added to a term list, drawn in [lo, hi]
+    context_keep_own: float = 0.8  # chance that each own term is in the item's term list
+    context_max_tokens: int = 150  # context tokens at most while training
     # -- model
     # which part learns: decoder | encoder | both. decoder (default): the encoder stays as pretrained, which
     # keeps it from fitting TTS voices when training on synthetic speech (Vasquez-Correa et al., TSD 2023)
@@ -203,6 +216,12 @@ class TrainConfig:
         out += [f"train.{k}: must be >= 0" for k in counts if getattr(self, k) < 0]
         if not 0.0 <= self.lora_dropout < 1.0 or not 0.0 <= self.augment_prob <= 1.0:
             out.append("train.lora_dropout / train.augment_prob: must be probabilities")
+        shares = (self.context_terms_share, self.context_previous_share, self.context_keep_own)
+        if min(shares) < 0 or max(shares) > 1 or self.context_terms_share + self.context_previous_share > 1:
+            out.append("train.context_*_share / context_keep_own: probabilities, the two shares summing to <= 1")
+        lo_hi = self.context_distractors
+        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1] or self.context_max_tokens < 2:
+            out.append("train.context_distractors: [low, high] with 0 <= low <= high; context_max_tokens >= 2")
         if not 0.0 <= self.replay_ratio <= 0.9:
             out.append("train.replay_ratio: must be in [0, 0.9]")
         if self.replay_ratio > 0 and not self.replay_manifest:
@@ -216,12 +235,45 @@ class TrainConfig:
         return out
 
 
+CONTEXT_MODES = ("none", "static", "retrieved")
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Whisper's previous-text slot at inference (pipeline/context.py), for evaluate and transcribe."""
+
+    mode: str = "none"  # transcribe's context: none | static | retrieved (two passes; needs a lexicon)
+    terms_file: str | None = None  # static: a term list, one per line (e.g. one per exam type)
+    text_file: str | None = None  # static: a prior report's text, put before the terms
+    min_score: float = 75.0  # retrieved: lowest similarity (0-100) of a term to a first-pass word n-gram
+    max_terms: int = 30  # retrieved (and evaluate's irrelevant context): most terms in one context
+    max_tokens: int = 223  # context tokens at most (capped at Whisper's max_target_positions // 2 - 1)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.mode not in CONTEXT_MODES:
+            out.append(f"context.mode: must be one of {', '.join(CONTEXT_MODES)}, got {self.mode!r}")
+        if self.mode == "static" and not (self.terms_file or self.text_file):
+            out.append("context.mode: static needs context.terms_file and/or context.text_file")
+        if not 0 <= self.min_score <= 100:
+            out.append("context.min_score: must be in [0, 100]")
+        if self.max_terms < 1 or self.max_tokens < 2:
+            out.append("context.max_terms must be >= 1 and context.max_tokens >= 2")
+        return out
+
+
+EVALUATE_SYSTEMS = tuple(f"{m}{c}" for m in ("base", "adapted") for c in ("", "+prompt", "+retrieved", "+irrelevant"))
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     splits: tuple[str, ...] = ("test", "test_general")  # normalized splits to transcribe and score
     general_split: str = "test_general"  # out-of-domain split: its WER is the headline's "general WER"
     manifests: tuple[str, ...] = ()  # extra manifests to transcribe and score (CLI: --manifest PATH)
-    systems: tuple[str, ...] = ("base", "base+prompt", "adapted", "adapted+prompt")  # which to evaluate
+    # which to evaluate: base / adapted alone, +prompt (one static prompt: the lexicon's terms by frequency
+    # in the train split), +retrieved (context retrieved from the same model's own first pass),
+    # +irrelevant (a term list of another exam type than the utterance's: what a wrong context costs)
+    systems: tuple[str, ...] = ("base", "base+retrieved", "adapted", "adapted+retrieved")
     batch_size: int = 8  # utterances per generate call
     num_beams: int = 1  # 1 = greedy; beam 5 took 2.2-3x the CPU time of greedy (scripts/bench_hf_decoding.py)
     max_new_tokens: int = 200  # per utterance; a 30 s dictation is ~100 tokens
@@ -239,9 +291,10 @@ class EvaluateConfig:
 
     def problems(self) -> list[str]:
         """Value checks of this section, each with its dotted key."""
-        known = ("base", "base+prompt", "adapted", "adapted+prompt")
-        out = [f"evaluate.systems: unknown system {s!r} (choose from {', '.join(known)})"
-               for s in self.systems if s not in known]
+        out = [f"evaluate.systems: unknown system {s!r} (choose from {', '.join(EVALUATE_SYSTEMS)})"
+               for s in self.systems if s not in EVALUATE_SYSTEMS]
+        out += [f"evaluate.systems: {s} needs {s.split('+')[0]} too (its first pass)"
+                for s in self.systems if s.endswith("+retrieved") and s.split("+")[0] not in self.systems]
         if "base" not in self.systems:
             out.append("evaluate.systems: must include base (every comparison is against it)")
         positive = ("batch_size", "num_beams", "max_new_tokens", "prompt_max_tokens", "bootstrap_samples")
@@ -341,6 +394,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)  # evaluate and transcribe
     curve: CurveConfig = field(default_factory=CurveConfig)  # `dictune curve` only
 
     @property
@@ -438,6 +492,9 @@ def validate(config: Config) -> list[str]:
     problems += config.train.problems()
     problems += config.evaluate.problems()
     problems += config.transcribe.problems()
+    problems += config.context.problems()
+    if config.context.mode == "retrieved" and not config.lexicon:
+        problems.append("context.mode: retrieved needs a lexicon (the top-level `lexicon:` key)")
     problems += config.curve.problems()
     names = [s.name for s in config.ingest.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):

@@ -32,7 +32,6 @@ logger = logging.getLogger("dictune")
 
 SAMPLE_RATE = 16000  # Hz
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window; longer audio takes the long-form path of generate
-PROMPT_SEPARATOR = ", "  # between lexicon terms in a vocabulary prompt
 WHISPER_MAX_TOKENS = 448  # decoder context of every Whisper model (prompt + start tokens + output)
 
 
@@ -47,7 +46,7 @@ class Engine(Protocol):
     name: str  # hf | ct2
     model_path: Path  # the directory actually decoded with
 
-    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | None) -> list[str]: ...
+    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | list[str | None] | None) -> list[str]: ...
 
     def decode_sequential(self, audio: np.ndarray, prompt: str | None) -> list[Segment]: ...
 
@@ -72,14 +71,9 @@ def load_engine(
 
 def fit_prompt_terms(engine: Engine, terms: list[str], max_tokens: int) -> tuple[str, int]:
     """The longest prefix of `terms` whose prompt fits in max_tokens: (prompt text, terms used)."""
-    lo, hi = 0, len(terms)  # binary search: the token count grows with the prefix length
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(engine.prompt_tokens(PROMPT_SEPARATOR.join(terms[:mid]))) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return PROMPT_SEPARATOR.join(terms[:lo]), lo
+    from pipeline.context import fit_terms
+
+    return fit_terms(lambda text: len(engine.prompt_tokens(text)), terms, max_tokens)
 
 
 # ---------------------------------------------------------------------------------------------- hf
@@ -106,7 +100,8 @@ class HfEngine:
         except RuntimeError as e:  # peft/torch load failures the check above did not foresee
             raise DictuneError(f"{adapter or self.model_path}: cannot be loaded ({_first_line(e)})") from e
 
-    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | None) -> list[str]:
+    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | list[str | None] | None) -> list[str]:
+        """One context for all chunks, or one per chunk."""
         return self.transcriber.transcribe(chunks, prompt=prompt) if chunks else []
 
     def decode_sequential(self, audio: np.ndarray, prompt: str | None) -> list[Segment]:
@@ -197,29 +192,33 @@ class Ct2Engine:
         language = self.options.language if multilingual else None
         return Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=language)
 
-    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | None) -> list[str]:
-        """One window per chunk, batched, no timestamps: faster-whisper's batched decoding step."""
-        texts: list[str] = []
-        order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))
+    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | list[str | None] | None) -> list[str]:
+        """One window per chunk, batched, no timestamps: faster-whisper's batched decoding step. One
+        context for all chunks, or one per chunk; CTranslate2 needs the start token at the same position in
+        every row, so a batch holds chunks whose contexts take the same number of tokens."""
+        prompts = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt] * len(chunks)
+        starts = [self._start_tokens(p) for p in prompts]
+        order = sorted(range(len(chunks)), key=lambda i: (len(starts[i]), -len(chunks[i])))
         out: dict[int, str] = {}
-        size = self.options.batch_size
-        for start in range(0, len(order), size):
-            batch = order[start : start + size]
-            for index, text in zip(batch, self._decode_batch([chunks[i] for i in batch], prompt)):
-                out[index] = text
-        texts = [out[i] for i in range(len(chunks))]
-        return texts
+        size, i = self.options.batch_size, 0
+        while i < len(order):
+            batch = [j for j in order[i : i + size] if len(starts[j]) == len(starts[order[i]])]
+            out.update(zip(batch, self._decode_batch([chunks[j] for j in batch], [starts[j] for j in batch])))
+            i += len(batch)
+        return [out[i] for i in range(len(chunks))]
 
-    def _decode_batch(self, arrays: list[np.ndarray], prompt: str | None) -> list[str]:
+    def _start_tokens(self, prompt: str | None) -> list[int]:
+        previous = self.prompt_tokens(prompt)[1:] if prompt and prompt.strip() else []
+        return self.model.get_prompt(self.tokenizer, previous_tokens=previous, without_timestamps=True)
+
+    def _decode_batch(self, arrays: list[np.ndarray], starts: list[list[int]]) -> list[str]:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         m = self.model
         features = np.stack([self._features(a) for a in arrays])
-        previous = self.prompt_tokens(prompt)[1:] if prompt and prompt.strip() else []
-        start = m.get_prompt(self.tokenizer, previous_tokens=previous, without_timestamps=True)
-        max_length = min(WHISPER_MAX_TOKENS, len(start) + self.options.max_new_tokens)
+        max_length = min(WHISPER_MAX_TOKENS, len(starts[0]) + self.options.max_new_tokens)
         results = m.model.generate(
-            m.encode(features), [start] * len(arrays), beam_size=self.options.num_beams, max_length=max_length,
+            m.encode(features), starts, beam_size=self.options.num_beams, max_length=max_length,
             suppress_blank=True, suppress_tokens=get_suppressed_tokens(self.tokenizer, [-1]),
         )  # fmt: skip
         texts = [self.tokenizer.decode(r.sequences_ids[0]).strip() for r in results]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,14 +59,20 @@ class Chunk:
 
 
 def transcribe_group(
-    engine: Engine, audios: list[np.ndarray], options: TranscribeConfig, prompt: str | None = None
+    engine: Engine, audios: list[np.ndarray], options: TranscribeConfig, prompt: str | None = None,
+    second_pass: Callable[[list[str]], list[str | None]] | None = None,
 ) -> list[list[Segment]]:
-    """Segments of each 16 kHz mono array; in vad mode the chunks of all arrays share decoder batches."""
+    """Segments of each 16 kHz mono array; in vad mode the chunks of all arrays share decoder batches.
+    `second_pass` (vad mode only) maps each chunk's first-pass text to that chunk's context for a second
+    decode (retrieved context: every window gets its own)."""
     if options.long_form == "sequential":
         return [engine.decode_sequential(audio, prompt) if len(audio) else [] for audio in audios]
     spans = [chunk_audio(audio, options) for audio in audios]
     flat = [(i, chunk) for i, chunks in enumerate(spans) for chunk in chunks]
-    texts = engine.decode_chunks([audios[i][c.start : c.end] for i, c in flat], prompt)
+    chunks = [audios[i][c.start : c.end] for i, c in flat]
+    texts = engine.decode_chunks(chunks, prompt)
+    if second_pass is not None and chunks:
+        texts = engine.decode_chunks(chunks, second_pass(texts))
     segments: list[list[Segment]] = [[] for _ in audios]
     for (i, chunk), text in zip(flat, texts):
         if text.strip():

@@ -287,6 +287,10 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
     if comparison:
         lines += ["## Differences against the base model (percentage points, paired bootstrap 95% CI)", ""]
         lines += [*comparison, ""]
+    if report.get("new_words"):
+        from pipeline.new_words import markdown as new_words_markdown
+
+        lines += new_words_markdown(report["new_words"])
     lines += _terms_section(report)
     lines += _examples_section(report)
     if report.get("results"):

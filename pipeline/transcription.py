@@ -108,41 +108,45 @@ class Transcriber:
     def transcribe(
         self,
         audio_arrays: Sequence[np.ndarray],
-        prompt: str | None = None,
+        prompt: str | Sequence[str | None] | None = None,
         progress: bool = False,
         encoder_states: Any = None,
     ) -> list[str]:
-        """One transcript per array (mono float, 16 kHz, <= 30 s), in the order given. With encoder_states
-        (from `encode` on the same arrays, row i for array i) the encoder is not run again."""
-        from tqdm.auto import tqdm
-
+        """One transcript per array (mono float, 16 kHz, <= 30 s), in the order given. `prompt` is one context
+        for all arrays or one per array (None: none); arrays with the same context share batches. With
+        encoder_states (from `encode` on the same arrays, row i for array i) the encoder is not run again."""
         self._check(audio_arrays)
         if encoder_states is not None and len(encoder_states) != len(audio_arrays):
             raise DictuneError(
                 f"transcription: {len(encoder_states)} encoder states for {len(audio_arrays)} inputs"
             )
-        prompt_ids = self._prompt_ids(prompt)
+        prompts = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt] * len(audio_arrays)
+        if len(prompts) != len(audio_arrays):
+            raise DictuneError(f"transcription: {len(prompts)} prompts for {len(audio_arrays)} inputs")
+        groups: dict[str | None, list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(p.strip() if p and p.strip() else None, []).append(i)
         texts: list[str] = [""] * len(audio_arrays)
-        for batch in tqdm(self._batches(audio_arrays), desc="transcribing", unit="batch",
-                          disable=None if progress else True):  # fmt: skip
-            if encoder_states is None:
-                inputs = {"input_features": self._features([audio_arrays[i] for i in batch])}
-            else:
-                inputs = {"encoder_outputs": self._encoder_outputs([encoder_states[i] for i in batch])}
-            for index, text in zip(batch, self._decode_batch(inputs, prompt_ids)):
-                texts[index] = text
+        for text, indices in groups.items():
+            prompt_ids = self._prompt_ids(text)
+            for batch in self._batches([audio_arrays[i] for i in indices], progress and len(groups) == 1):
+                rows = [indices[b] for b in batch]
+                if encoder_states is None:
+                    inputs = {"input_features": self._features([audio_arrays[i] for i in rows])}
+                else:
+                    inputs = {"encoder_outputs": self._encoder_outputs([encoder_states[i] for i in rows])}
+                for index, out in zip(rows, self._decode_batch(inputs, prompt_ids)):
+                    texts[index] = out
         return texts
 
     def encode(self, audio_arrays: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
         """The encoder's outputs, float32 (inputs, frames, d_model), computed in the batches `transcribe` uses."""
         import torch
-        from tqdm.auto import tqdm
 
         self._check(audio_arrays)
         encoder = self.model.get_encoder()
         states: np.ndarray | None = None
-        for batch in tqdm(self._batches(audio_arrays), desc="encoding", unit="batch",
-                          disable=None if progress else True):  # fmt: skip
+        for batch in self._batches(audio_arrays, progress, desc="encoding"):
             with torch.inference_mode(), self._autocast():
                 out = encoder(self._features([audio_arrays[i] for i in batch])).last_hidden_state
             out = out.float().cpu().numpy()
@@ -172,10 +176,15 @@ class Transcriber:
             if len(audio) > MAX_SECONDS * SAMPLE_RATE + 1:
                 raise DictuneError(f"transcription: input {i} is longer than {MAX_SECONDS:.0f} s; segment it first")
 
-    def _batches(self, audio_arrays: Sequence[np.ndarray]) -> list[list[int]]:
+    def _batches(
+        self, audio_arrays: Sequence[np.ndarray], progress: bool = False, desc: str = "transcribing"
+    ) -> list[list[int]]:
         """Input indices, longest first, in batches (a batch then finishes decoding together)."""
+        from tqdm.auto import tqdm
+
         order = sorted(range(len(audio_arrays)), key=lambda i: -len(audio_arrays[i]))
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return tqdm(batches, desc=desc, unit="batch", disable=None if progress else True)
 
     def _features(self, arrays: list[np.ndarray]) -> Any:
         features = self.processor.feature_extractor(
@@ -265,16 +274,11 @@ def prompt_token_count(processor: Any, prompt: str) -> int:
     return len(processor.get_prompt_ids(prompt))
 
 
-def fit_prompt(processor: Any, terms: Sequence[str], max_tokens: int, separator: str = ", ") -> tuple[str, int]:
-    """The longest prefix of `terms` whose joined prompt takes at most max_tokens: (text, terms used)."""
-    lo, hi = 0, len(terms)  # binary search: the token count grows with the prefix length
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if prompt_token_count(processor, separator.join(terms[:mid])) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return separator.join(terms[:lo]), lo
+def fit_prompt(processor: Any, terms: Sequence[str], max_tokens: int) -> tuple[str, int]:
+    """The longest prefix of `terms` whose term-list prompt takes at most max_tokens: (text, terms used)."""
+    from pipeline.context import fit_terms
+
+    return fit_terms(lambda text: prompt_token_count(processor, text), terms, max_tokens)
 
 
 def _load_model(model_dir: Path, adapter_dir: Path | None, device: str, dtype: Any) -> tuple[Any, bool]:

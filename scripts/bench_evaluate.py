@@ -62,7 +62,7 @@ def main() -> int:
         for name in ("per system", "shared states"):
             store = EncoderStateStore(Path(tmp) / "states", base_dir) if name == "shared states" else None
             start = time.monotonic()
-            hyps = transcribe_all(config, systems, splits, Path(tmp) / name.replace(" ", "_"), store)
+            hyps, _ = transcribe_all(config, systems, splits, Path(tmp) / name.replace(" ", "_"), store)
             seconds = time.monotonic() - start
             encoded = store.encoded if store else clips * len(systems)
             runs[name] = {"seconds": round(seconds, 1), "clips_encoded": encoded, "hyps": hyps}

@@ -51,8 +51,10 @@ class FakeTranscriber:
 
     def transcribe(self, arrays, prompt=None, progress=False, encoder_states=None):
         assert encoder_states is not None and [int(s[0][0]) for s in encoder_states] == [len(a) for a in arrays]
-        FakeTranscriber.calls.append((self.model_dir.name, prompt, len(arrays)))
-        return [self.by_length[len(a)][1 if prompt else 0] for a in arrays]
+        prompts = list(prompt) if isinstance(prompt, list) else [prompt] * len(arrays)
+        FakeTranscriber.calls.append((self.model_dir.name, prompts[0] if len(set(prompts)) == 1 else prompts,
+                                      len(arrays)))  # fmt: skip
+        return [self.by_length[len(a)][1 if p else 0] for a, p in zip(arrays, prompts)]
 
 
 def _write_split(work, name, items, first_length):
@@ -81,7 +83,8 @@ def project(tmp_path, tiny_whisper_dir, monkeypatch):
     config = config_from_dict({
         "name": "evaltest", "work_dir": str(work), "lexicon": str(lexicon),
         "model": {"base": str(tiny_whisper_dir)},
-        "evaluate": {"bootstrap_samples": 100, "max_new_tokens": 4},
+        "evaluate": {"bootstrap_samples": 100, "max_new_tokens": 4,
+                     "systems": ["base", "base+prompt", "adapted", "adapted+prompt"]},
     })  # fmt: skip
     FakeTranscriber.calls, FakeTranscriber.encoded = [], []
     FakeTranscriber.by_length = by_length
@@ -115,7 +118,7 @@ def test_base_systems_end_to_end_match_hand_computed_metrics(project, capsys):
     assert [r["id"] for r in transcripts] == ["t1", "t2", "t3"]
     assert transcripts[1] == {"id": "t2", "hyp": "By basilar atelectasis is seen.",
                               "hyp_norm": "by basilar atelectasis is seen",
-                              "ref_norm": "bibasilar atelectasis is seen"}  # fmt: skip
+                              "ref_norm": "bibasilar atelectasis is seen", "context_terms": []}  # fmt: skip
     assert (out / "transcripts" / "base+prompt" / "test_general.jsonl").is_file()
     for name in ("metrics.png", "terms.png"):
         assert (out / name).read_bytes().startswith(PNG_SIGNATURE)
@@ -142,7 +145,7 @@ def test_rerun_reuses_cached_base_transcripts_and_decodes_only_the_adapted_model
     assert report["systems"] == ["base", "base+prompt", "adapted", "adapted+prompt"]
     assert report["terms"]["after"] == "adapted" and not report["notes"]
     assert {(c["system"], c["split"]) for c in report["comparisons"]} >= {("adapted", "test"), ("adapted", "test_general")}
-    beams = config_from_dict({**config_to_dict(project), "evaluate": {"bootstrap_samples": 100, "num_beams": 2}})
+    beams = config_from_dict({**config_to_dict(project), "evaluate": {**config_to_dict(project.evaluate), "num_beams": 2}})
     runner.run_stage(beams, "evaluate")
     assert len(FakeTranscriber.calls) == 16, "other decoding options: every system is decoded again"
 
@@ -152,10 +155,10 @@ def test_share_encoder_states_false_encodes_with_every_system_and_stores_nothing
 
     def transcribe(self, arrays, prompt=None, progress=False, encoder_states=None):
         decoded.append(encoder_states)
-        return [self.by_length[len(a)][1 if prompt else 0] for a in arrays]
+        return [self.by_length[len(a)][1 if p else 0] for a, p in zip(arrays, prompt)]
 
     monkeypatch.setattr(FakeTranscriber, "transcribe", transcribe)
-    off = config_from_dict({**config_to_dict(project), "evaluate": {"bootstrap_samples": 100,
+    off = config_from_dict({**config_to_dict(project), "evaluate": {**config_to_dict(project.evaluate),
                                                                     "share_encoder_states": False}})  # fmt: skip
     runner.run_stage(off, "evaluate")
     assert len(decoded) == 4 and all(states is None for states in decoded) and not FakeTranscriber.encoded
@@ -212,3 +215,45 @@ def test_no_transcript_text_in_logs_at_info(project, tiny_whisper_dir, monkeypat
     logged = caplog.text.lower() + capsys.readouterr().out.lower()
     assert not any(word in logged for word in SECRET_WORDS)
     assert not any(h and h.lower() in logged for h in hyps)
+
+
+def test_retrieved_context_comes_from_the_first_pass_and_new_words_split_seen_from_unseen(project):
+    """base+retrieved: each utterance's context holds the lexicon terms closest to base's own hypothesis
+    ("plural effusion" -> pleural effusion), so utterances get different contexts; the report splits the
+    lexicon by the training text (pneumothorax, pleural effusion seen; bibasilar atelectasis unseen)."""
+    systems = {**config_to_dict(project.evaluate), "systems": ["base", "base+retrieved"]}
+    config = config_from_dict({**config_to_dict(project), "evaluate": systems})
+    runner.run_stage(config, "evaluate")
+    out = config.stage_dir("evaluate")
+    rows = {r["id"]: r for r in _rows(out / "transcripts" / "base+retrieved" / "test.jsonl")}
+    assert "pleural effusion" in rows["t1"]["context_terms"]
+    assert "bibasilar atelectasis" in rows["t2"]["context_terms"]
+    assert rows["t3"]["context_terms"] == []  # nothing close to "the heart is normal": no context at all
+    report = json.loads((out / "report.json").read_text())
+    block = report["new_words"]
+    assert (block["seen_terms"], block["unseen_terms"]) == (2, 1)
+    by = {(r["split"], r["system"]): r for r in block["rows"]}
+    assert by[("test", "base")]["b_wer_unseen"] == pytest.approx(1 / 2)  # "by" for "bibasilar"
+    assert by[("test", "base+retrieved")]["b_wer_unseen"] == 0.0
+    assert by[("test", "base")]["b_wer_seen"] == pytest.approx(1 / 2)  # plural for pleural
+    retrieval = block["retrieval"]["base+retrieved"]["test"]
+    assert retrieval["recall"] == 1.0 and retrieval["occurrences"] == 2
+    assert "## New words" in (out / "report.md").read_text()
+
+
+def test_irrelevant_context_takes_terms_of_another_exam_type(project):
+    lexicon = evaluate_lexicon(project)
+    train = [Record("a", "x.wav", 1.0, "No pneumothorax.", extra={"modality": "chest"}),
+             Record("b", "x.wav", 1.0, "Bibasilar atelectasis.", extra={"modality": "abdomen"})]  # fmt: skip
+    write_manifest(project.stage_dir("normalize") / "train.jsonl", train)
+    records = [Record("t", "x.wav", 1.0, "Small pneumothorax.", extra={"modality": "chest"}),
+               Record("u", "x.wav", 1.0, "Anything.")]  # fmt: skip
+    from pipeline.context import irrelevant_contexts
+
+    assert irrelevant_contexts(lexicon, project, records, 10) == [["bibasilar atelectasis"], []]
+
+
+def evaluate_lexicon(config):
+    from pipeline.lexicon import load_lexicon
+
+    return load_lexicon(config.lexicon)

@@ -14,7 +14,7 @@ from lora_adapters import make_lora_adapter, make_other_whisper
 
 from pipeline.batch_transcribe import collect_inputs, transcribe_files
 from pipeline.cli import main
-from pipeline.config import TranscribeConfig
+from pipeline.config import ContextConfig, TranscribeConfig
 from pipeline.engines import Segment
 from pipeline.errors import DictuneError
 from pipeline.longform import Chunk, chunk_audio, pack_regions, transcribe_group
@@ -137,16 +137,56 @@ def test_outputs_render_dictation_commands(speech_clips, tmp_path):
     assert (tmp_path / "rejects.jsonl").read_text() == ""
 
 
-def test_prompt_terms_fill_the_token_budget(speech_clips, tmp_path):
+def test_static_context_terms_fill_the_token_budget(speech_clips, tmp_path):
     lexicon = tmp_path / "terms.txt"
     lexicon.write_text("# terms\npleural effusion\natelectasis\npneumothorax\nhydronephrosis grade\n")
     engine = FakeEngine()  # one token per word, a budget of 5
-    transcribe_files([str(speech_clips[0].path)], tmp_path / "out", "fake", lexicon=lexicon, engine=engine)
+    context = ContextConfig(mode="static", terms_file=str(lexicon))
+    transcribe_files([str(speech_clips[0].path)], tmp_path / "out", "fake", engine=engine, context=context)
     assert engine.prompt == "pleural effusion, atelectasis, pneumothorax"
     record = json.loads((tmp_path / "out" / "clip_00.json").read_text())
-    assert record["prompt"]["terms_used"] == 3 and record["prompt"]["terms_total"] == 4
-    with pytest.raises(DictuneError, match="lexicon file not found"):
-        transcribe_files([str(speech_clips[0].path)], tmp_path / "out", "fake", lexicon=tmp_path / "no.txt")
+    assert record["context"]["mode"] == "static" and record["context"]["static_terms"] == 3
+
+
+@pytest.mark.parametrize("content, message", [(None, "not found"), (b"", "is empty"), (b"  \n", "is empty"),
+                                              (b"pleural \xff\xfe effusion", "not UTF-8")])  # fmt: skip
+def test_a_bad_context_file_stops_before_anything_is_transcribed(speech_clips, tmp_path, content, message):
+    path = tmp_path / "context.txt"
+    if content is not None:
+        path.write_bytes(content)
+    engine = FakeEngine()
+    for context in (ContextConfig(mode="static", terms_file=str(path)), ContextConfig(mode="static", text_file=str(path))):
+        with pytest.raises(DictuneError, match=message) as error:
+            transcribe_files([str(speech_clips[0].path)], tmp_path / "out", "fake", engine=engine, context=context)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert engine.calls == [] and not (tmp_path / "out" / "clip_00.txt").exists()
+
+
+def test_retrieved_context_decodes_each_chunk_again_with_its_own_terms(long_recording, tmp_path):
+    """Every window gets the lexicon terms closest to its own first-pass text."""
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("pleural effusion\nhydronephrosis\npneumothorax\n")
+
+    class TwoPass(FakeEngine):
+        def decode_chunks(self, chunks, prompt):
+            self.calls.append(prompt)
+            if prompt is None:  # first pass: sound-alikes, a different one per chunk
+                return ["no plural effusion" if i % 2 == 0 else "no hydro nephrosis" for i in range(len(chunks))]
+            return [f"second {p}" for p in prompt]
+
+        def max_prompt_tokens(self):
+            return 50
+
+    engine = TwoPass()
+    path, _, _ = long_recording
+    context = ContextConfig(mode="retrieved", min_score=70)
+    transcribe_files([str(path)], tmp_path / "out", "fake", lexicon=lexicon, engine=engine, context=context)
+    assert len(engine.calls) == 2 and engine.calls[0] is None
+    second = engine.calls[1]
+    assert len(second) >= 2 and second[0].startswith("pleural effusion") and second[1].startswith("hydronephrosis")
+    record = json.loads((tmp_path / "out" / path.with_suffix(".json").name).read_text())
+    assert record["context"]["mode"] == "retrieved"
+    assert record["segments"][0]["text"].startswith("second pleural effusion")
 
 
 def test_manifest_inputs_and_unique_names(speech_clips, tmp_path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,11 @@ from pipeline.manifest import (
 logger = logging.getLogger("dictune")
 
 STAGE = "evaluate"
-SECTIONS = ("evaluate",)  # model, seed and lexicon are always part of the fingerprint
+SECTIONS = ("evaluate", "context")  # model, seed and lexicon are always part of the fingerprint
 TRANSCRIPTS_DIR = "transcripts"
 ENCODER_STATES_DIR = "encoder_states"  # the base encoder's outputs per split, shared by the systems
 REJECTS_NAME = "rejects.jsonl"
-CACHE_VERSION = 1  # bump when the transcription code changes what it returns
+CACHE_VERSION = 2  # bump when the transcription code changes what it returns
 MAX_AUDIO_SECONDS = 30.0  # Whisper's window; the segment stage cuts longer items
 PROMPT_SEPARATOR = ", "
 PROMPT_RULE = "ranked by frequency in the train split, then alphabetical; as many as fit"
@@ -63,10 +64,20 @@ _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class System:
-    name: str  # base, base+prompt, adapted, adapted+prompt
+    name: str  # base or adapted, optionally +prompt, +retrieved or +irrelevant (config.EVALUATE_SYSTEMS)
     model_dir: Path  # Hugging Face Whisper directory
-    prompt: str | None  # vocabulary prompt text, None for none
+    prompt: str | None  # the static vocabulary prompt of +prompt, None otherwise
     adapter_dir: Path | None = None  # peft adapter merged on load (when train wrote no merged model)
+
+    @property
+    def context(self) -> str:
+        """none | prompt | retrieved | irrelevant"""
+        return self.name.split("+", 1)[1] if "+" in self.name else "none"
+
+    @property
+    def plain(self) -> str:
+        """The same model without context (its first pass when retrieved)."""
+        return self.name.split("+", 1)[0]
 
     @property
     def model_key(self) -> tuple[Path, Path | None]:
@@ -150,7 +161,7 @@ def run(config: Config) -> dict[str, Any]:
     base_dir = Path(resolve_model(config.model.base, cache_dir=config.model.cache_dir))
     systems, prompt, notes = plan_systems(config, base_dir)
     store = encoder_store(config, base_dir)
-    hyps = transcribe_all(config, systems, splits, out_dir / TRANSCRIPTS_DIR, store)
+    hyps, info = transcribe_all(config, systems, splits, out_dir / TRANSCRIPTS_DIR, store)
     if store is not None:
         removed = store.prune()
         logger.info("evaluate: %d clips encoded for shared encoder states, %d stale files removed",
@@ -159,6 +170,10 @@ def run(config: Config) -> dict[str, Any]:
     meta = _meta(config, systems, splits, prompt, notes)
     report = build_report(meta, scores, {s.name: [r.id for r in s.records] for s in splits},
                           report_options(config, splits))
+    if config.lexicon:
+        from pipeline.new_words import report_block
+
+        report["new_words"] = report_block(config, splits, hyps, info)
     atomic_write_json(out_dir / "report.json", report)
     written = write_report(report, out_dir)
     print(headline_table(report))  # numbers only
@@ -296,7 +311,8 @@ def load_split_audio(split: Split) -> list[Any]:
 
 
 def plan_systems(config: Config, base_dir: Path) -> tuple[list[System], Any, list[str]]:
-    """The systems to evaluate (in evaluate.systems order), the prompt, and notes on what is skipped."""
+    """The systems to evaluate (in evaluate.systems order, each after the system it retrieves from), the
+    static prompt, and notes on what is skipped."""
     wanted, notes = config.evaluate.systems, []
     adapted = adapted_model(config, base_dir)
     if adapted is None and any(s.startswith("adapted") for s in wanted):
@@ -307,9 +323,13 @@ def plan_systems(config: Config, base_dir: Path) -> tuple[list[System], Any, lis
         prompt, note = build_prompt(config, base_dir)
         if note:
             notes.append(note)
+    if not config.lexicon and any(s.endswith(("+retrieved", "+irrelevant")) for s in wanted):
+        notes.append("no lexicon is configured: the +retrieved and +irrelevant systems are skipped")
     systems = []
-    for name in wanted:
+    for name in sorted(wanted, key=lambda n: "+retrieved" in n):  # first passes first, order kept otherwise
         if name.startswith("adapted") and adapted is None or name.endswith("+prompt") and prompt is None:
+            continue
+        if name.endswith(("+retrieved", "+irrelevant")) and not config.lexicon:
             continue
         model_dir, adapter_dir = adapted if name.startswith("adapted") else (base_dir, None)
         text = prompt.text if name.endswith("+prompt") else None
@@ -327,7 +347,7 @@ def build_prompt(config: Config, model_dir: Path) -> tuple[Prompt | None, str | 
     terms = rank_terms(load_lexicon(config.lexicon), config.stage_dir("normalize") / "train.jsonl")
     processor = load_processor(model_dir)
     limit = min(config.evaluate.prompt_max_tokens, prompt_limit(model_dir))
-    text, used = fit_prompt(processor, terms, limit, PROMPT_SEPARATOR)
+    text, used = fit_prompt(processor, terms, limit)
     if not used:
         return None, "not even one lexicon term fits the prompt budget: the +prompt systems are skipped"
     tokens = prompt_token_count(processor, text)
@@ -353,27 +373,34 @@ def decode_options(config: Config) -> dict[str, Any]:
 
 def transcribe_all(
     config: Config, systems: list[System], splits: list[Split], out_dir: Path, encoder_store: Any = None
-) -> dict[str, dict[str, list[str]]]:
-    """{system: {split: raw hypotheses}}, from the cache where the key matches, else decoded. With an
-    EncoderStateStore, systems that share an encoder share its outputs (the same transcripts, less time)."""
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict[str, dict]]]:
+    """({system: {split: raw hypotheses}}, {system: {split: context info}}), from the cache where the key
+    matches, else decoded. With an EncoderStateStore, systems that share an encoder share its outputs (the
+    same transcripts, less time). A +retrieved system's contexts come from its plain system's hypotheses."""
+    from pipeline.context import SystemContexts
     from pipeline.text import normalize_for_scoring
 
     model_hashes: dict[tuple[Path, Path | None], str] = {}
     audio_hashes = {s.name: _audio_hash(s) for s in splits}
     audio_cache: dict[str, list[Any]] = {}
     transcriber = None
+    contexts = SystemContexts(config)
     hyps: dict[str, dict[str, list[str]]] = {}
+    info: dict[str, dict[str, dict]] = {}
     for system in systems:
         if system.model_key not in model_hashes:
             model_hashes[system.model_key] = sha256_paths([p for p in system.model_key if p is not None])
-        hyps[system.name] = {}
+        hyps[system.name], info[system.name] = {}, {}
         for split in splits:
+            started = time.monotonic()
+            prompts, terms = contexts.make(system, split, hyps.get(system.plain, {}).get(split.name))
+            retrieval_seconds = time.monotonic() - started
             key = sha256_json({"version": CACHE_VERSION, "model": model_hashes[system.model_key],
-                               "prompt": system.prompt, "options": decode_options(config),
+                               "prompt": prompts, "options": decode_options(config),
                                "audio": audio_hashes[split.name]})
             base = out_dir / system.name / split.name  # + .jsonl (transcripts) and .key
-            texts = _read_cache(base, key, split)
-            if texts is None:
+            cached = _read_cache(base, key, split)
+            if cached is None:
                 if transcriber is None or (transcriber.model_dir, transcriber.adapter_dir) != system.model_key:
                     transcriber = None  # free the previous model first
                     transcriber = _make_transcriber(config, system)
@@ -384,20 +411,24 @@ def transcribe_all(
                 states = None if encoder_store is None else encoder_store.states(
                     transcriber, audio_cache[split.name], audio_hashes[split.name], progress=True
                 )
-                texts = transcriber.transcribe(
-                    audio_cache[split.name], prompt=system.prompt, progress=True, encoder_states=states
-                )
+                started = time.monotonic()
+                texts = transcriber.transcribe(audio_cache[split.name], prompt=prompts, progress=True,
+                                               encoder_states=states)  # fmt: skip
+                seconds = time.monotonic() - started
             else:
+                texts, seconds = cached
                 logger.info("evaluate: %s on %s: cached transcripts reused", system.name, split.name)
             rows = (
-                {"id": r.id, "hyp": h, "hyp_norm": normalize_for_scoring(h),
-                 "ref_norm": reference_norm(r)}
-                for r, h in zip(split.records, texts)
+                {"id": r.id, "hyp": h, "hyp_norm": normalize_for_scoring(h), "ref_norm": reference_norm(r),
+                 "context_terms": t}
+                for r, h, t in zip(split.records, texts, terms)
             )
             write_jsonl(_with(base, ".jsonl"), rows)
-            atomic_write_text(_with(base, ".key"), key + "\n")
+            atomic_write_text(_with(base, ".key"), json.dumps({"key": key, "seconds": round(seconds, 2)}) + "\n")
             hyps[system.name][split.name] = texts
-    return hyps
+            info[system.name][split.name] = {"terms": terms, "decode_seconds": seconds,
+                                             "retrieval_seconds": retrieval_seconds}  # fmt: skip
+    return hyps, info
 
 
 def reference_norm(record: Record) -> str:
@@ -424,14 +455,16 @@ def _audio_hash(split: Split) -> str:
     return sha256_json(items)
 
 
-def _read_cache(base: Path, key: str, split: Split) -> list[str] | None:
-    """The cached raw hypotheses when the key matches and every utterance is there, else None."""
+def _read_cache(base: Path, key: str, split: Split) -> tuple[list[str], float] | None:
+    """(the cached raw hypotheses, the seconds their decoding took) when the key matches and every
+    utterance is there, else None."""
     try:
-        if _with(base, ".key").read_text(encoding="utf-8").strip() != key:
+        stored = json.loads(_with(base, ".key").read_text(encoding="utf-8"))
+        if stored.get("key") != key:
             return None
         rows = {row["id"]: row["hyp"] for _, row in iter_jsonl(_with(base, ".jsonl"))}
-    except (OSError, KeyError, DictuneError):
+    except (OSError, KeyError, ValueError, AttributeError, DictuneError):
         return None
     if any(r.id not in rows for r in split.records):
         return None
-    return [rows[r.id] for r in split.records]
+    return [rows[r.id] for r in split.records], float(stored.get("seconds", 0.0))

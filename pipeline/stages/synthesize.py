@@ -35,6 +35,7 @@ def inputs(config: Config) -> list[Path]:
 
     cfg = _section(config)
     paths = [Path(cfg.corpus_dir) / name for name in CORPUS_FILES]
+    paths += [Path(config.lexicon)] if config.lexicon and cfg.unseen_term_share > 0 else []
     paths += [Path(cfg.manifest_dir) / f"{split}.jsonl" for split in SPLITS]
     return paths + ([Path(cfg.audio_dir)] if Path(cfg.audio_dir).exists() else [])
 
@@ -52,7 +53,9 @@ def run(config: Config) -> dict[str, Any]:
 
     cfg = _section(config)
     start = time.monotonic()
-    items = make_plan(read_corpus(cfg.corpus_dir), cfg, config.seed, to_spoken)
+    corpus = read_corpus(cfg.corpus_dir)
+    held, unseen = _held_out(config, corpus)
+    items = make_plan(corpus, cfg, config.seed, to_spoken, unseen)
     durations, results, reused = _render_missing(items, cfg)
     records, rejects = _collect(items, durations, results, cfg)
     for split, rows in records.items():
@@ -61,6 +64,9 @@ def run(config: Config) -> dict[str, Any]:
     write_rejects(out_dir / "rejects.jsonl", rejects)
     summary = _summary(records, rejects, results, cfg, time.monotonic() - start)
     summary["reused"] = reused
+    if held is not None:
+        summary["unseen_terms"] = {"chosen": list(held.chosen), "unseen": sorted(held.unseen),
+                                   "corpus_terms": held.corpus_terms, "sentences": len(held.sentences)}
     summary["stale_files"] = _count_stale(items, cfg)
     atomic_write_json(out_dir / "summary.json", summary)
     logger.info(
@@ -73,6 +79,22 @@ def run(config: Config) -> dict[str, Any]:
         summary["seconds"],
     )
     return summary
+
+
+def _held_out(config: Config, corpus) -> tuple[Any, Any]:
+    """(held-out terms, a test "does this text hold one?") by pipeline/tts/heldout.py; (None, None) without a
+    lexicon or with synthesize.unseen_term_share at 0."""
+    from pipeline.lexicon import load_lexicon
+    from pipeline.tts.heldout import choose_held_out, passage_terms
+
+    cfg = _section(config)
+    if not config.lexicon or cfg.unseen_term_share <= 0:
+        return None, None
+    lexicon = load_lexicon(config.lexicon)
+    held = choose_held_out(corpus.sentences, lexicon, cfg.unseen_term_share, cfg.unseen_max_sentences, config.seed)
+    logger.info("synthesize: %d of %d corpus terms held out of training (%d chosen, %d sentences -> test_unseen)",
+                len(held.unseen), held.corpus_terms, len(held.chosen), len(held.sentences))
+    return held, lambda text: bool(passage_terms(lexicon, text) & held.unseen)
 
 
 def _count_stale(items, cfg: SynthesizeConfig) -> int:

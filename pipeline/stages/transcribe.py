@@ -17,12 +17,14 @@ from pipeline.manifest import manifest_audio_paths
 
 logger = logging.getLogger("dictune")
 
-SECTIONS = ("transcribe",)
+SECTIONS = ("transcribe", "context")
 
 
 def inputs(config: Config) -> list[Path]:
     train = config.stage_dir("train")
-    return [Path(p) for p in config.transcribe.inputs] + [train / "merged", train / "adapter"]
+    c = config.context
+    files = [Path(p) for p in (c.terms_file, c.text_file) if p and c.mode != "none"]
+    return [Path(p) for p in config.transcribe.inputs] + [train / "merged", train / "adapter"] + files
 
 
 def stat_inputs(config: Config) -> list[Path]:
@@ -51,5 +53,7 @@ def run(config: Config) -> dict[str, Any]:
         adapter_dir=adapter,
         options=config.transcribe,
         cache_dir=config.model.cache_dir,
+        lexicon=config.lexicon,
+        context=config.context,
     )
     return {"model": "adapted" if adapted else "base", **dataclasses.asdict(summary)}

@@ -286,7 +286,7 @@ def _baselines(
     _copy_cached_transcripts(
         config.stage_dir("evaluate") / TRANSCRIPTS_DIR, out / TRANSCRIPTS_DIR, systems, splits
     )
-    hyps = transcribe_all(config, systems, splits, out / TRANSCRIPTS_DIR, encoder_store(config, base_dir))
+    hyps, _ = transcribe_all(config, systems, splits, out / TRANSCRIPTS_DIR, encoder_store(config, base_dir))
     scores = score_all(config, splits, hyps)
     options = report_options(config, splits)
     baselines = {
@@ -403,7 +403,7 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
         raise DictuneError(f"{train_dir}: training wrote no model (see {train_dir / 'rejects.jsonl'})")
     splits, _ = load_splits(config)
     system = System("adapted", adapted[0], None, adapted[1])
-    hyps = transcribe_all(config, [system], splits, job.dir / "transcripts", encoder_store(config, base_dir))
+    hyps, _ = transcribe_all(config, [system], splits, job.dir / "transcripts", encoder_store(config, base_dir))
     scores = score_all(config, splits, hyps)
     options = report_options(config, splits)
     result = {

@@ -1,7 +1,8 @@
 """Transcribe new dictations (any length, many files) into formatted reports, JSON and subtitles.
 
     dictune transcribe AUDIO_OR_MANIFEST... --out DIR [--model SPEC] [--adapter DIR] [--engine ct2|hf]
-        [--format txt,json,srt,vtt] [--prompt-terms LEXICON] [--long-form vad|sequential] [...]
+        [--format txt,json,srt,vtt] [--context none|static|retrieved] [--lexicon FILE]
+        [--context-terms FILE] [--context-text FILE] [--long-form vad|sequential] [...]
 
 Inputs are audio files (wav, flac, ogg, mp3, m4a, ...) and/or NeMo JSONL manifests (`audio_filepath`
 per line, relative to the manifest). Per file, DIR gets <name>.txt (the report: "period", "comma", "new
@@ -12,6 +13,10 @@ DIR/rejects.jsonl, the others are still transcribed, and the exit status is then
 Engines: ct2 (default; faster-whisper, int8 on CPU) runs a CTranslate2 dir or a builtin as it is, and
 exports a Hugging Face model or model + --adapter once into the cache (`dictune export --format ct2`
 does the same ahead of time); hf runs transformers, merging --adapter on load.
+Context (Whisper's previous-text slot, pipeline/context.py): static puts --context-text (a prior report)
+and --context-terms (a term list, e.g. for the exam type) before every window; retrieved decodes each
+window twice, the second time with the --lexicon terms closest to what the first pass heard.
+--prompt-terms FILE is short for --context static --context-terms FILE.
 Long audio is cut at pauses into <= 25 s chunks decoded in batches (--long-form vad, the default), or
 decoded window by window with timestamps (--long-form sequential; sentence-sized subtitle cues).
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from pipeline.config import TRANSCRIBE_FORMATS, ModelConfig, TranscribeConfig
+from pipeline.config import CONTEXT_MODES, TRANSCRIBE_FORMATS, ContextConfig, ModelConfig, TranscribeConfig
 from pipeline.errors import ConfigError
 
 DEFAULTS = TranscribeConfig()
@@ -47,11 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated, of {', '.join(TRANSCRIBE_FORMATS)} (default %(default)s)",
     )
     parser.add_argument(
-        "--prompt-terms",
-        metavar="LEXICON",
-        default=None,
-        help="lexicon file: its terms (as many as fit 223 tokens) prompt the decoder",
-    )
+        "--context", choices=CONTEXT_MODES, default=None,
+        help="none (default), static (--context-text/--context-terms) or retrieved (two passes, --lexicon)",
+    )  # fmt: skip
+    parser.add_argument("--lexicon", metavar="FILE", default=None, help="term list retrieved contexts draw from")
+    parser.add_argument("--context-terms", metavar="FILE", default=None, help="static term list, one per line")
+    parser.add_argument("--context-text", metavar="FILE", default=None, help="static text, e.g. a prior report")
+    parser.add_argument(
+        "--prompt-terms", metavar="FILE", default=None,
+        help="short for --context static --context-terms FILE (as many terms as fit 223 tokens)",
+    )  # fmt: skip
     parser.add_argument(
         "--long-form",
         choices=("vad", "sequential"),
@@ -91,11 +101,23 @@ def options_from_args(args: argparse.Namespace) -> TranscribeConfig:
     return options
 
 
+def context_from_args(args: argparse.Namespace) -> ContextConfig:
+    terms = args.context_terms or args.prompt_terms
+    mode = args.context or ("static" if terms or args.context_text else "none")
+    context = ContextConfig(mode=mode, terms_file=terms, text_file=args.context_text)
+    problems = context.problems()
+    if mode == "retrieved" and not args.lexicon:
+        problems.append("--context retrieved: give --lexicon FILE (the terms to retrieve from)")
+    if problems:
+        raise ConfigError(problems, source="transcribe")
+    return context
+
+
 def main(args: argparse.Namespace) -> int:
     from pipeline.batch_transcribe import transcribe_files
 
     summary = transcribe_files(
         args.inputs, args.out, args.model, adapter_dir=args.adapter, options=options_from_args(args),
-        lexicon=args.prompt_terms, cache_dir=args.cache_dir,
+        lexicon=args.lexicon, cache_dir=args.cache_dir, context=context_from_args(args),
     )  # fmt: skip
     return 1 if summary.failed else 0

@@ -44,6 +44,10 @@ class TrainItem:
     labels: tuple[int, ...]  # target tokens, start-of-transcript stripped, end-of-text included
     text_norm: str  # scoring form of the reference (for dev metrics)
     source: str  # manifest it came from: train | replay | dev | general_dev
+    text: str = ""  # the formatted target (a context for the item after it)
+    parent: str | None = None  # a cut piece: the id of the dictation it came from
+    order: int | None = None  # a cut piece: its index in that dictation
+    modality: str | None = None  # exam type, when the manifest says
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,11 @@ def load_items(
             reject(f"target has {len(labels)} tokens, over the limit of {max_label_tokens}")
             continue
         norm = record.text_norm if record.text_norm is not None else _scoring_form(record.text)
-        items.append(TrainItem(record.id, path, float(info.duration), tuple(labels), norm, source))
+        extra = record.extra
+        order = extra.get("segment_index")
+        items.append(TrainItem(record.id, path, float(info.duration), tuple(labels), norm, source, record.text,
+                               extra.get("parent_id"), int(order) if order is not None else None,
+                               extra.get("modality")))  # fmt: skip
     return items, rejects
 
 
@@ -248,7 +256,8 @@ class BatchPlan:
 class SpeechDataset:
     """Map-style dataset over TrainItems; a key is (item index, epoch).
 
-    Returns the (augmented) waveform, or, when an encoder cache is given, the cached encoder output.
+    Returns the (augmented) waveform, or, when an encoder cache is given, the cached encoder output; with
+    `contexts` (pipeline.training.prompts.TrainingContexts) also the context token ids of (item, epoch).
     """
 
     def __init__(
@@ -257,11 +266,13 @@ class SpeechDataset:
         seed: int,
         augment_options: AugmentOptions | None = None,
         encoder_cache: Any = None,
+        contexts: Any = None,
     ):
         self.items = list(items)
         self.seed = seed
         self.augment_options = augment_options
         self.encoder_cache = encoder_cache
+        self.contexts = contexts
 
     def __len__(self) -> int:
         return len(self.items)
@@ -270,6 +281,8 @@ class SpeechDataset:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         item = self.items[index]
         out: dict[str, Any] = {"index": index, "labels": item.labels}
+        if self.contexts is not None:
+            out["prompt"] = self.contexts.ids(index, epoch, len(item.labels))
         if self.encoder_cache is not None:
             out["encoder_hidden_states"] = self.encoder_cache.load(item)
             return out
@@ -281,19 +294,37 @@ class SpeechDataset:
 
 
 class Collator:
-    """Pads labels with -100 and turns waveforms into log-mel features (or stacks cached encoder outputs)."""
+    """Pads labels with -100 and turns waveforms into log-mel features (or stacks cached encoder outputs).
 
-    def __init__(self, feature_extractor: Any):
+    Rows with a context (`prompt` ids) get explicit decoder inputs, as at inference:
+
+        decoder_input_ids = <|startofprev|> context... <|startoftranscript|> <|notimestamps|> text...  pad
+        labels            =  -100          -100...     <|notimestamps|>      text...    <|endoftext|> -100
+
+    so the loss covers the target tokens only. Without any context in the batch the model shifts the labels
+    itself (decoder_start_token_id first), which gives the same inputs for rows without context.
+    """
+
+    def __init__(self, feature_extractor: Any, decoder_start_id: int | None = None, pad_id: int | None = None):
         self.feature_extractor = feature_extractor
+        self.decoder_start_id = decoder_start_id
+        self.pad_id = pad_id
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        width = max(len(r["labels"]) for r in rows)
+        prompts = [list(r.get("prompt") or ()) for r in rows]
+        width = max(len(p) + len(r["labels"]) for p, r in zip(prompts, rows))
         labels = torch.full((len(rows), width), LABEL_PAD_ID, dtype=torch.long)
-        for i, row in enumerate(rows):
-            labels[i, : len(row["labels"])] = torch.tensor(row["labels"], dtype=torch.long)
+        for i, (prompt, row) in enumerate(zip(prompts, rows)):
+            labels[i, len(prompt) : len(prompt) + len(row["labels"])] = torch.tensor(row["labels"], dtype=torch.long)
         batch: dict[str, Any] = {"labels": labels, "index": torch.tensor([r["index"] for r in rows])}
+        if any(prompts):
+            inputs = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            for i, (prompt, row) in enumerate(zip(prompts, rows)):
+                ids = [*prompt, self.decoder_start_id, *row["labels"][:-1]]
+                inputs[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            batch["decoder_input_ids"] = inputs
         if "encoder_hidden_states" in rows[0]:
             batch["encoder_hidden_states"] = torch.stack([r["encoder_hidden_states"] for r in rows])
         else:

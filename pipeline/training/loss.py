@@ -4,7 +4,8 @@ It computes what WhisperForConditionalGeneration.forward(labels=...) computes: t
 SpecAugment while training), decoder inputs = labels shifted right with decoder_start_token_id, the mean
 token cross-entropy over labels != -100. Two differences make it faster: the vocabulary projection is
 applied only at label positions (padding never reaches the 51k-way softmax), and a frozen encoder runs
-without autograd or is skipped entirely when cached encoder outputs are passed in.
+without autograd or is skipped entirely when cached encoder outputs are passed in. Batches with a context
+in Whisper's previous-text slot pass their decoder inputs explicitly (pipeline.training.data.Collator).
 """
 
 from __future__ import annotations
@@ -35,15 +36,17 @@ class WhisperSeq2SeqLoss(nn.Module):
         labels: torch.Tensor,
         input_features: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
         whisper = self.whisper
         if encoder_hidden_states is None:
             encoder_hidden_states = self.encode(input_features)
-        decoder_input_ids = shift_tokens_right(
-            labels, whisper.config.pad_token_id, whisper.config.decoder_start_token_id
-        )
+        if decoder_input_ids is None:  # no context: the labels shifted right, as HF does
+            decoder_input_ids = shift_tokens_right(
+                labels, whisper.config.pad_token_id, whisper.config.decoder_start_token_id
+            )
         hidden = whisper.model.decoder(
             input_ids=decoder_input_ids, encoder_hidden_states=encoder_hidden_states, use_cache=False
         ).last_hidden_state

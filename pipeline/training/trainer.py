@@ -172,9 +172,24 @@ class Trainer:
         )
         self.cache = self._build_cache(items + self.dev + self.general_dev) if self.use_cache else None
         augment = None if self.use_cache else self.augment_options
-        self.dataset = SpeechDataset(items, self.config.seed, augment, self.cache)
-        self.collator = Collator(self.bundle.processor.feature_extractor)
         self.terms = load_terms(self.config.lexicon)
+        contexts = self._contexts(items)
+        self.dataset = SpeechDataset(items, self.config.seed, augment, self.cache, contexts)
+        config = self.whisper.config
+        self.collator = Collator(self.bundle.processor.feature_extractor, config.decoder_start_token_id,
+                                 config.pad_token_id)  # fmt: skip
+
+    def _contexts(self, items: list[TrainItem]) -> Any:
+        """Training contexts (pipeline/training/prompts.py), or None when train.context_* turn them off."""
+        from pipeline.training.prompts import ContextOptions, TrainingContexts
+
+        cfg = self.cfg
+        options = ContextOptions(cfg.context_terms_share, cfg.context_previous_share, tuple(cfg.context_distractors),
+                                 cfg.context_keep_own, cfg.context_max_tokens)  # fmt: skip
+        if not options.enabled:
+            return None
+        return TrainingContexts(items, self.terms, self.bundle.processor.tokenizer, options, self.config.seed,
+                                self.whisper.config.max_target_positions)  # fmt: skip
 
     def _load(self, path: Path, source: str) -> tuple[list[TrainItem], list]:
         return load_items(
@@ -316,7 +331,7 @@ class Trainer:
     def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         device = self.accelerator.device
         out = {"labels": batch["labels"].to(device)}
-        for key in ("input_features", "encoder_hidden_states"):
+        for key in ("input_features", "encoder_hidden_states", "decoder_input_ids"):
             if key in batch:
                 out[key] = batch[key].to(device)
         return out

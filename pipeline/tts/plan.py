@@ -7,6 +7,8 @@ the config and the seed, and adding a sentence does not move any other sentence 
     dev           dev sentences, one train voice each
     test          held-out sentences (never in train/dev, nor inside a long-train report) read by the
                   held-out test voices, round-robin
+    test_unseen   every sentence holding a held-out lexicon term (pipeline/tts/heldout.py), read by the
+                  test voices: terms no training text contains
     test_general  plain-English sentences read by the test voices, round-robin
     general_dev   the other plain-English sentences read by train voices: general WER during training
                   (and replay against forgetting); never the test_general sentences
@@ -28,7 +30,7 @@ from pipeline.errors import ConfigError, DictuneError
 from pipeline.tts import Voice, parse_voice
 from pipeline.tts.corpus import Corpus, Passage, sentence_key, split_sentences
 
-SPLITS = ("train", "dev", "test", "test_general", "general_dev", "long", "long_demo")
+SPLITS = ("train", "dev", "test", "test_unseen", "test_general", "general_dev", "long", "long_demo")
 AUGMENT_KINDS = ("reverb", "noise", "telephone")
 # Spoken commands after which a radiologist pauses. to_spoken(commands=True) drops the punctuation marks,
 # and a synthesizer pauses only at punctuation, so a mark is put back after these words: a pause cue only,
@@ -167,34 +169,49 @@ class _Planner:
 
 
 def make_plan(
-    corpus: Corpus, cfg: SynthesizeConfig, seed: int, to_spoken: Callable[..., str]
+    corpus: Corpus,
+    cfg: SynthesizeConfig,
+    seed: int,
+    to_spoken: Callable[..., str],
+    unseen: Callable[[str], bool] | None = None,
 ) -> list[PlanItem]:
-    """All renderings of the demo corpus, in a deterministic order."""
+    """All renderings of the demo corpus, in a deterministic order. `unseen(text)` says whether a text
+    holds a held-out term (pipeline/tts/heldout.py): such sentences go to test_unseen and such reports
+    are never read for training."""
+    unseen = unseen or (lambda text: False)
     planner = _Planner(cfg, seed, to_spoken)
-    splits = {p.id: sentence_split(p, cfg, seed) for p in corpus.sentences}
+    splits = {
+        p.id: "test_unseen" if unseen(p.text) else sentence_split(p, cfg, seed) for p in corpus.sentences
+    }
     for passage in corpus.sentences:
         split = splits[passage.id]
-        if split != "test":
+        if split not in ("test", "test_unseen"):
             planner.train_like(split, passage, cfg.train_renderings if split == "train" else 1)
-    tests = _by_hash([p for p in corpus.sentences if splits[p.id] == "test"], seed, "test-order")
-    planner.round_robin("test", tests, cfg.test_renderings, commands=False)
+    for split in ("test", "test_unseen"):
+        tests = _by_hash([p for p in corpus.sentences if splits[p.id] == split], seed, f"{split}-order")
+        if split == "test_unseen" and cfg.test_unseen_sentences:
+            tests = tests[: cfg.test_unseen_sentences]  # the others are in no split at all
+        planner.round_robin(split, tests, cfg.test_renderings, commands=False)
     general = _by_hash(corpus.general, seed, "general")
     held_general = general[: cfg.general_sentences or None]
     planner.round_robin("test_general", held_general, 1, commands=False)
     for passage in general[len(held_general) :]:
         planner.train_like("general_dev", passage, 1, commands_fraction=0.0)
-    _plan_long(planner, corpus, {p.id for p in tests})
+    test_ids = {p.id for p in corpus.sentences if splits[p.id] in ("test", "test_unseen")}
+    _plan_long(planner, corpus, test_ids, unseen)
     return planner.items
 
 
-def _plan_long(planner: _Planner, corpus: Corpus, test_ids: set[str]) -> None:
-    """Demo reports first (any report); train reports only from those holding no test sentence."""
+def _plan_long(planner: _Planner, corpus: Corpus, test_ids: set[str], unseen: Callable[[str], bool]) -> None:
+    """Demo reports first (any report); train reports only from those holding no test sentence and no
+    held-out term."""
     cfg, seed = planner.cfg, planner.seed
     held_out = {sentence_key(p.text) for p in corpus.sentences if p.id in test_ids}
     reports = _by_hash(corpus.reports, seed, "long")
     demo = reports[: cfg.long_demo_reports]
     clean = [
-        r for r in reports[len(demo) :] if not held_out & {sentence_key(s) for s in split_sentences(r.text)}
+        r for r in reports[len(demo) :]
+        if not held_out & {sentence_key(s) for s in split_sentences(r.text)} and not unseen(r.text)
     ]
     planner.round_robin("long_demo", demo, 1, commands=True, split_use="demo")
     for report in clean[: cfg.long_train_reports]:
