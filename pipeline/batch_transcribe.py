@@ -240,7 +240,7 @@ def _run_groups(
     def flush() -> None:
         nonlocal done, seconds
         results = transcribe_group(engine, [audio for _, audio in group], options, ctx.static,
-                                   ctx.second_pass if ctx.retrieved else None)
+                                   ctx.second_pass if ctx.retrieved else None, ctx.correct)
         for (item, audio), segments in zip(group, results):
             if not segments:
                 logger.warning("%s: no speech found; its outputs are empty", item.audio)

@@ -21,6 +21,7 @@ Nothing here logs transcript text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,7 +220,8 @@ class InferenceContext:
         self.static_terms: list[str] = []
         self.static = None
         if self.mode != "none":
-            text_part = fit_text(self._count, text, self.max_tokens) if text else ""
+            text_budget = self.max_tokens // 2 if terms else self.max_tokens  # a term list gets the rest
+            text_part = fit_text(self._count, text, text_budget) if text else ""
             room = self.max_tokens - (self._count(text_part) if text_part else 0)
             terms_part, used = fit_terms(self._count, terms, room) if terms and room > 1 else ("", 0)
             self.static_terms = terms[:used]
@@ -252,13 +254,21 @@ class InferenceContext:
             out.append(join_context(static, part))
         return out
 
+    def correct(self, texts: Sequence[str]) -> list[str]:
+        """With context.correct: each second-pass text snapped to the terms of its window's context (the
+        windows of the latest second_pass call, in the same order)."""
+        if not self.options.correct:
+            return list(texts)
+        terms = self.retrieved_terms[len(self.retrieved_terms) - len(texts) :]
+        return [snap_terms(t, (self.static_terms + w), self.options.correct_min_score) for t, w in zip(texts, terms)]
+
     def describe(self) -> dict:
         o = self.options
         info = {"mode": self.mode, "terms_file": o.terms_file, "text_file": o.text_file,
                 "static_terms": len(self.static_terms),
                 "static_tokens": self._count(self.static) if self.static else 0}  # fmt: skip
         if self.retrieved:
-            info |= {"min_score": o.min_score, "max_terms": o.max_terms}
+            info |= {"min_score": o.min_score, "max_terms": o.max_terms, "correct": o.correct}
         return info
 
 
@@ -293,6 +303,13 @@ class SystemContexts:
             return [t for t, _ in texts], [u for _, u in texts]
         return [None] * n, [[]] * n
 
+    def correct(self, system, texts: list[str], terms: list[list[str]]) -> list[str]:
+        """Retrieved systems with context.correct: each transcript snapped to its context's terms."""
+        c = self.config.context
+        if system.context != "retrieved" or not c.correct:
+            return texts
+        return [snap_terms(text, t, c.correct_min_score) for text, t in zip(texts, terms)]
+
     def _fit(self, system, terms: list[str]) -> tuple[str | None, list[str]]:
         text, used = fit_terms(self.count_tokens(system), terms, self.config.context.max_tokens)
         return text or None, terms[:used]
@@ -316,3 +333,55 @@ class SystemContexts:
             processor = load_processor(system.model_dir)  # the tokenizer: the same for base and adapted
             self._counter = lambda text: prompt_token_count(processor, text)
         return self._counter
+
+
+# ---------------------------------------------------------------------------------------------- correction
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+def snap_terms(text: str, terms: Sequence[str], min_score: float) -> str:
+    """Replace word n-grams of a transcript that sound and look like a context term (TermRetriever's score
+    >= min_score) but are not it, by the term: "infal trait" -> "infiltrate" when "infiltrate" was in the
+    context. Only terms of the context are written; the best-scoring spans first, never overlapping; a
+    span that already is a context term or its first word's capital is kept as written."""
+    import jellyfish
+    from rapidfuzz.distance import Indel
+
+    words = list(_WORD.finditer(text))
+    if not words or not terms:
+        return text
+    lowered = [w.group(0).lower().replace("-", "").replace("'", "") for w in words]
+    own = [t.lower().replace("-", " ").split() for t in terms]
+    taken: set[int] = set()  # words of context terms already written: never rewritten
+    for term_words in own:
+        glued_words = ["".join(w.replace("'", "") for w in term_words)]
+        n = len(term_words)
+        for i in range(len(words) - n + 1):
+            if lowered[i : i + n] == term_words or "".join(lowered[i : i + n]) == glued_words[0]:
+                taken.update(range(i, i + n))
+    candidates = []
+    for term in terms:
+        glued = "".join(term.lower().replace("-", " ").split())
+        code = jellyfish.metaphone(glued)
+        for n in range(1, MAX_NGRAM + 1):
+            for i in range(len(words) - n + 1):
+                span = "".join(lowered[i : i + n])
+                if not taken.isdisjoint(range(i, i + n)):
+                    continue
+                if min(len(span), len(glued)) < LENGTH_RATIO * max(len(span), len(glued)):
+                    continue
+                score = 50.0 * (Indel.normalized_similarity(span, glued)
+                                + Indel.normalized_similarity(jellyfish.metaphone(span), code))  # fmt: skip
+                if score >= min_score:
+                    candidates.append((score, i, i + n, term))
+    chosen = []
+    for score, start, end, term in sorted(candidates, key=lambda c: (-c[0], c[1], c[3])):
+        if taken.isdisjoint(range(start, end)):
+            taken.update(range(start, end))
+            chosen.append((start, end, term))
+    for start, end, term in sorted(chosen, reverse=True):
+        first, last = words[start], words[end - 1]
+        written = term[0].upper() + term[1:] if first.group(0)[0].isupper() else term
+        text = text[: first.start()] + written + text[last.end() :]
+    return text

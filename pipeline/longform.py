@@ -61,10 +61,11 @@ class Chunk:
 def transcribe_group(
     engine: Engine, audios: list[np.ndarray], options: TranscribeConfig, prompt: str | None = None,
     second_pass: Callable[[list[str]], list[str | None]] | None = None,
+    correct: Callable[[list[str]], list[str]] | None = None,
 ) -> list[list[Segment]]:
     """Segments of each 16 kHz mono array; in vad mode the chunks of all arrays share decoder batches.
     `second_pass` (vad mode only) maps each chunk's first-pass text to that chunk's context for a second
-    decode (retrieved context: every window gets its own)."""
+    decode (retrieved context: every window gets its own), and `correct` post-edits the second pass."""
     if options.long_form == "sequential":
         return [engine.decode_sequential(audio, prompt) if len(audio) else [] for audio in audios]
     spans = [chunk_audio(audio, options) for audio in audios]
@@ -73,6 +74,7 @@ def transcribe_group(
     texts = engine.decode_chunks(chunks, prompt)
     if second_pass is not None and chunks:
         texts = engine.decode_chunks(chunks, second_pass(texts))
+        texts = correct(texts) if correct is not None else texts
     segments: list[list[Segment]] = [[] for _ in audios]
     for (i, chunk), text in zip(flat, texts):
         if text.strip():

@@ -146,3 +146,34 @@ def test_ct2_engine_batches_contexts_of_different_lengths(tiny_whisper_dir):
     together = engine.decode_chunks(chunks, prompts)
     alone = [engine.decode_chunks([c], [p])[0] for c, p in zip(chunks, prompts)]
     assert together == alone
+
+
+@pytest.mark.parametrize(
+    "text, terms, expected",
+    [
+        ("Patchy infal trait at the right base.", ["infiltrate", "bullae"], "Patchy infiltrate at the right base."),
+        ("No plural effusion.", ["pleural effusion"], "No pleural effusion."),
+        ("Echo genic kidneys.", ["echogenic"], "Echogenic kidneys."),
+        ("No pleural effusion.", ["pleural effusion"], "No pleural effusion."),  # already right: untouched
+        ("The weather is nice today.", ["pleural effusion", "infiltrate"], "The weather is nice today."),
+        ("By bezel or eight lictasis.", ["bibasilar atelectasis"], "By bezel or eight lictasis."),  # too far
+    ],
+)
+def test_snap_terms_rewrites_only_close_sound_alikes_of_context_terms(text, terms, expected):
+    from pipeline.context import snap_terms
+
+    assert snap_terms(text, terms, 85) == expected
+
+
+def test_inference_context_static_text_keeps_its_end_in_half_the_budget_and_terms_fill_the_rest(tmp_path):
+    from pipeline.config import ContextConfig
+    from pipeline.context import InferenceContext
+
+    (tmp_path / "prior.txt").write_text("Old report. " * 3 + "Stable right lower lobe nodule.")
+    (tmp_path / "terms.txt").write_text("# chest\npleural effusion\nnodule\natelectasis\n")
+    options = ContextConfig(mode="static", terms_file=str(tmp_path / "terms.txt"), text_file=str(tmp_path / "prior.txt"))
+    ctx = InferenceContext(options, None, lambda text: ["<prev>", *text.split()], max_tokens=10)
+    (tmp_path / "terms.txt").write_text("# chest\npleural effusion\nnodule\natelectasis\nbronchiectasis\n")
+    ctx = InferenceContext(options, None, lambda text: ["<prev>", *text.split()], max_tokens=10)
+    assert ctx.static == "right lower lobe nodule. pleural effusion, nodule, atelectasis"  # text: half the budget
+    assert len(ctx.static.split()) + 1 <= 10 and ctx.static_terms == ["pleural effusion", "nodule", "atelectasis"]

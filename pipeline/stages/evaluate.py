@@ -418,10 +418,11 @@ def transcribe_all(
             else:
                 texts, seconds = cached
                 logger.info("evaluate: %s on %s: cached transcripts reused", system.name, split.name)
+            decoded, texts = texts, contexts.correct(system, texts, terms)
             rows = (
                 {"id": r.id, "hyp": h, "hyp_norm": normalize_for_scoring(h), "ref_norm": reference_norm(r),
-                 "context_terms": t}
-                for r, h, t in zip(split.records, texts, terms)
+                 "context_terms": t} | ({"hyp_decoded": d} if d != h else {})
+                for r, h, d, t in zip(split.records, texts, decoded, terms)
             )
             write_jsonl(_with(base, ".jsonl"), rows)
             atomic_write_text(_with(base, ".key"), json.dumps({"key": key, "seconds": round(seconds, 2)}) + "\n")
@@ -462,7 +463,7 @@ def _read_cache(base: Path, key: str, split: Split) -> tuple[list[str], float] |
         stored = json.loads(_with(base, ".key").read_text(encoding="utf-8"))
         if stored.get("key") != key:
             return None
-        rows = {row["id"]: row["hyp"] for _, row in iter_jsonl(_with(base, ".jsonl"))}
+        rows = {row["id"]: row.get("hyp_decoded", row["hyp"]) for _, row in iter_jsonl(_with(base, ".jsonl"))}
     except (OSError, KeyError, ValueError, AttributeError, DictuneError):
         return None
     if any(r.id not in rows for r in split.records):

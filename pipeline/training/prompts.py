@@ -33,9 +33,9 @@ SALT = 7919  # separates this generator from the augmentation one of the same (s
 class ContextOptions:
     terms_share: float = 0.5  # items shown a term list
     previous_share: float = 0.2  # items shown the text before them
-    distractors: tuple[int, int] = (5, 30)  # lexicon terms added to a term list, drawn uniformly in [lo, hi]
+    distractors: tuple[int, int] = (2, 10)  # lexicon terms added to a term list, drawn uniformly in [lo, hi]
     keep_own: float = 0.8  # chance that each of the item's own terms is in its term list
-    max_tokens: int = 150  # context tokens at most (<|startofprev|> included)
+    max_tokens: int = 64  # context tokens at most (<|startofprev|> included)
 
     @property
     def enabled(self) -> bool:
