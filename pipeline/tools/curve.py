@@ -8,7 +8,7 @@ Answers "how much dictation do we need, and does cleaning beat collecting more?"
 For each draw (curve.seeds) and fraction (curve.fractions) the subset chosen by pipeline.curve is written
 as a manifest and the train stage runs on it (pipeline.stages.train.run with train.train_manifest set to
 the subset, output in points/<point>/train, training seed config.seed + draw); the evaluate stage's code
-then transcribes and scores the adapted model on evaluate.splits. The baselines (base and base+prompt)
+then transcribes and scores the adapted model on evaluate.splits. The baselines (base, base+prompt, base+retrieved)
 are transcribed once and shared by every point; transcripts the evaluate stage already cached with the
 same key are copied, not decoded again. Every other train.* and evaluate.* setting applies as in
 `dictune run`: the same dev and test sets, and train.max_steps at every point (a fixed compute budget).
@@ -46,7 +46,7 @@ from pipeline.errors import DictuneError
 logger = logging.getLogger("dictune")
 
 OUT_DIR = "curve"  # <work_dir>/curve
-BASELINE_SYSTEMS = ("base", "base+prompt")  # transcribed once, shared by all points
+BASELINE_SYSTEMS = ("base", "base+prompt", "base+retrieved")  # transcribed once, shared by all points
 RESULT_NAME = "result.json"
 CURVE_VERSION = 2  # bump when a point's result would change for the same key
 
@@ -268,7 +268,7 @@ def _point_row(config: Config, subset: Any, result: dict[str, Any]) -> dict[str,
 def _baselines(
     config: Config, splits: list[Any], base_dir: Path, out: Path
 ) -> tuple[dict, dict | None, list[str]]:
-    """Scores of base and base+prompt (those of evaluate.systems), transcribed once for all points."""
+    """Scores of the base systems among evaluate.systems, transcribed once for all points."""
     from pipeline.curve_report import point_metrics
     from pipeline.stages.evaluate import (
         PROMPT_RULE,
