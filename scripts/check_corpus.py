@@ -8,9 +8,15 @@ Checks (any failure makes the script exit with status 1):
 * reports.jsonl: >= 44 reports with id/modality/title/findings/impression,
   unique ids, ASCII only, dictated word count (text words plus spoken
   punctuation commands) between 110 and 400.
-* radiology.txt: >= 320 terms, lowercase, no duplicates, sorted, and every
-  term occurs in >= 3 different sentences of sentences.tsv (case-insensitive,
-  word-boundary match; "ground-glass" and "ground glass" are equivalent).
+* radiology.txt: >= 1000 terms in all, lowercase, no duplicates. The file has
+  two sections, split by the DISTRACTOR_MARKER comment line:
+  - core terms (before the marker): >= 320, sorted, and every term occurs in
+    >= 3 different sentences of sentences.tsv (case-insensitive, word-boundary
+    match; "ground-glass" and "ground glass" are equivalent);
+  - distractor terms (after the marker): sorted, and none occurs in any
+    sentence of sentences.tsv, any text field of reports.jsonl or any
+    sentence of general.tsv (same matching), so a retrieval step choosing
+    prompt terms among them must pick the right ones.
 * general.tsv: header ``id<TAB>text``, >= 80 rows, unique ids and texts,
   ASCII only, no digits, 8-20 words, and no lexicon term inside.
 
@@ -39,7 +45,10 @@ MODALITIES = {
 
 MIN_SENTENCES = 440
 MIN_REPORTS = 44
-MIN_TERMS = 320
+MIN_TERMS = 320  # core terms, before DISTRACTOR_MARKER
+MIN_LEXICON_TERMS = 1000  # core and distractor terms together
+DISTRACTOR_MARKER = ("# --- Terms no demo sentence contains (retrieval distractors; "
+                     "scripts/check_corpus.py exempts them) ---")
 MIN_GENERAL = 80
 MIN_TERM_SENTENCES = 3
 SENT_WORDS = (6, 25)
@@ -144,24 +153,39 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in parts if p and not re.fullmatch(r"\d+\.", p)]
 
 
-def load_lexicon(ck: Checker, path: Path) -> list[str]:
+def load_lexicon(ck: Checker, path: Path) -> tuple[list[str], list[str]]:
+    """Return (core terms, distractor terms), split at the DISTRACTOR_MARKER line."""
     if not ck.expect(path.is_file(), f"missing file {path}"):
-        return []
-    terms = []
+        return [], []
+    core: list[str] = []
+    distractors: list[str] = []
+    section = core
+    markers = 0
     for n, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), 1):
         s = line.strip()
+        if s == DISTRACTOR_MARKER:
+            markers += 1
+            section = distractors
+            continue
         if not s or s.startswith("#"):
             continue
         ck.expect(s == line, f"radiology.txt:{n}: stray whitespace in {line!r}")
         ck.expect(s == s.lower(), f"radiology.txt:{n}: term not lowercase: {s!r}")
         ck.expect(is_ascii(s), f"radiology.txt:{n}: non-ASCII term {s!r}")
-        terms.append(s)
+        section.append(s)
+    ck.expect(markers == 1, f"radiology.txt: expected exactly one marker line {DISTRACTOR_MARKER!r}, "
+                            f"found {markers}")
+    terms = core + distractors
     check_unique(ck, "radiology.txt", terms, "terms")
     norm = [normalize(t) for t in terms]
     check_unique(ck, "radiology.txt", norm, "terms after hyphen/space normalization")
-    ck.expect(terms == sorted(terms), "radiology.txt: terms are not sorted alphabetically")
-    ck.expect(len(terms) >= MIN_TERMS, f"radiology.txt: {len(terms)} terms < {MIN_TERMS}")
-    return terms
+    ck.expect(core == sorted(core), "radiology.txt: core terms are not sorted alphabetically")
+    ck.expect(distractors == sorted(distractors),
+              "radiology.txt: distractor terms are not sorted alphabetically")
+    ck.expect(len(core) >= MIN_TERMS, f"radiology.txt: {len(core)} core terms < {MIN_TERMS}")
+    ck.expect(len(terms) >= MIN_LEXICON_TERMS,
+              f"radiology.txt: {len(terms)} terms in all < {MIN_LEXICON_TERMS}")
+    return core, distractors
 
 
 def main() -> int:
@@ -174,8 +198,12 @@ def main() -> int:
     ck = Checker(args.verbose)
 
     # ---- lexicon -----------------------------------------------------------
-    terms = load_lexicon(ck, root / "configs" / "lexicons" / "radiology.txt")
-    patterns = {t: term_pattern(t) for t in terms}
+    core_terms, distractor_terms = load_lexicon(ck, root / "configs" / "lexicons" / "radiology.txt")
+    terms = core_terms + distractor_terms
+    patterns = {t: term_pattern(t) for t in core_terms}
+    distractor_patterns = {t: term_pattern(t) for t in distractor_terms}
+    # Every corpus text, normalized, with where it comes from; distractors must match none.
+    corpus_texts: list[tuple[str, str]] = []
 
     # ---- sentences ---------------------------------------------------------
     sent_rows = read_tsv(ck, corpus / "sentences.tsv", ["id", "modality", "text"])
@@ -202,6 +230,7 @@ def main() -> int:
                   f"{where}: 'x' only allowed between numbers in dimensions")
 
     norm_texts = [normalize(t) for t in texts]
+    corpus_texts += [(f"sentences.tsv[{r[0]}]", normalize(r[2])) for r in sent_rows]
     term_counts: dict[str, int] = {}
     for t, pat in patterns.items():
         term_counts[t] = sum(1 for s in norm_texts if pat.search(s))
@@ -231,6 +260,7 @@ def main() -> int:
     for r in reports:
         rid = r.get("id", "?")
         where = f"reports.jsonl[{rid}]"
+        corpus_texts += [(f"{where}.{k}", normalize(v)) for k, v in r.items() if isinstance(v, str)]
         keys = {"id", "modality", "title", "findings", "impression"}
         if not ck.expect(keys <= set(r), f"{where}: missing keys {sorted(keys - set(r))}"):
             continue
@@ -268,8 +298,14 @@ def main() -> int:
         ck.expect(GENERAL_WORDS[0] <= n <= GENERAL_WORDS[1],
                   f"{where}: {n} words, expected {GENERAL_WORDS[0]}-{GENERAL_WORDS[1]}")
         nt = normalize(text)
+        corpus_texts.append((where, nt))
         hits = [t for t, pat in patterns.items() if pat.search(nt)]
         ck.expect(not hits, f"{where}: contains lexicon term(s) {hits}")
+
+    # ---- distractor terms ----------------------------------------------------
+    for t, pat in distractor_patterns.items():
+        found = [where for where, nt in corpus_texts if pat.search(nt)]
+        ck.expect(not found, f"distractor term {t!r} occurs in the corpus: {found[:3]}")
 
     # ---- summary -----------------------------------------------------------
     print("corpus check summary")
@@ -286,8 +322,10 @@ def main() -> int:
         print(f"  reports.jsonl : {len(reports)} reports")
     if term_counts:
         counts = sorted(term_counts.values())
-        print(f"  radiology.txt : {len(terms)} terms, sentences per term "
+        print(f"  radiology.txt : {len(terms)} terms: {len(core_terms)} core, sentences per core term "
               f"min {counts[0]} / median {counts[len(counts) // 2]} / max {counts[-1]}")
+        print(f"    {len(distractor_terms)} distractor terms, checked against "
+              f"{len(corpus_texts)} corpus texts")
         # Expected number of terms whose every sentence lands in a random
         # 20% held-out split (i.e. terms unseen in the 80% training part).
         n_all = len(sent_rows)
@@ -298,7 +336,7 @@ def main() -> int:
             print(f"    expected terms unseen in training for a random "
                   f"{int(HELD_OUT_FRACTION * 100)}% test split: {expected:.2f}")
     else:
-        print(f"  radiology.txt : {len(terms)} terms")
+        print(f"  radiology.txt : {len(terms)} terms ({len(distractor_terms)} distractors)")
     print(f"  general.tsv   : {len(gen_rows)} sentences")
     if args.verbose:
         for t in sorted(term_counts, key=lambda k: (term_counts[k], k)):
