@@ -10,6 +10,7 @@ and WAV decodes faster than FLAC when training reads it back epoch after epoch.
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -219,8 +220,14 @@ def preload() -> None:
 
 
 def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
-    """Write mono audio as 16-bit PCM WAV (clipped to [-1, 1] so nothing wraps around)."""
-    sf.write(str(path), np.clip(samples, -1.0, 1.0), rate, subtype=WAV_SUBTYPE, format="WAV")
+    """Write mono audio as 16-bit PCM WAV (clipped to [-1, 1] so nothing wraps around).
+
+    Encoded in memory, then written by Python: a full disk or an I/O error raises the OSError it is
+    (ENOSPC, EIO), which libsndfile would report only as "System error"."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1.0, 1.0), rate, subtype=WAV_SUBTYPE, format="WAV")
+    with open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def _dbfs(amplitude: float) -> float:

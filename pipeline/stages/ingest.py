@@ -63,12 +63,14 @@ def run(config: Config) -> dict[str, Any]:
     if not config.ingest.sources:
         raise DictuneError("ingest.sources is empty: add one {name, path} per split to the config")
     out_dir = config.stage_dir(STAGE)
-    summary, all_rejects = {}, []
-    for source in config.ingest.sources:
+    summary, all_rejects, outputs = {}, [], []
+    for source in config.ingest.sources:  # every source checked before any manifest is replaced
         records, rejects = ingest_source(source, config.ingest, config.segment)
-        write_manifest(out_dir / f"{source.name}.jsonl", records)
+        outputs.append((source.name, records))
         all_rejects.extend(rejects)
         summary[source.name] = _summarize(source.name, records, rejects)
+    for name, records in outputs:
+        write_manifest(out_dir / f"{name}.jsonl", records)
     write_rejects(out_dir / REJECTS_NAME, all_rejects)
     return summary
 
@@ -237,8 +239,10 @@ def main(args: argparse.Namespace) -> int:
         raise DictuneError("ingest: give a CONFIG file, or --source PATH and --out DIR")
     source = SourceConfig(name="manifest", path=args.source, format=args.format, root=args.root)
     options = IngestConfig(sources=(source,), num_proc=max(1, args.num_proc))
-    records, rejects = ingest_source(source, options, SegmentConfig())
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DictuneError(f"ingest --out {out}: is a file; give a folder (manifest.jsonl and rejects.jsonl go there)")
+    records, rejects = ingest_source(source, options, SegmentConfig())
     write_manifest(out / "manifest.jsonl", records)
     write_rejects(out / REJECTS_NAME, rejects)
     _summarize(source.name, records, rejects)
