@@ -72,17 +72,17 @@ def run(config: Config) -> dict[str, Any]:
         if not manifest.is_file():
             raise DictuneError(f"{manifest}: not found; run `dictune {previous} CONFIG` first")
     summary, all_rejects, outputs = {}, [], []
-    # Every split's audio goes to a temp folder first; they replace the old folders together only when all
-    # are complete, so a failure (a full disk) in any split leaves every previous output as it was.
+    # Every split's audio folder, manifest and the rejects go to temps first; they replace the old outputs
+    # together (renames only) when all are written, so a failure (a full disk) leaves every old one as it was.
     with contextlib.ExitStack() as pending:
         for source, manifest in zip(config.ingest.sources, manifests):
             records, rejects = normalize_manifest(manifest, source.name, out_dir, config, pending)
             outputs.append((source.name, records, rejects))
             all_rejects.extend(rejects)
-    for name, records, rejects in outputs:
-        write_manifest(out_dir / f"{name}.jsonl", records)
-        summary[name] = _summarize(name, records, rejects)
-    write_rejects(out_dir / REJECTS_NAME, all_rejects)
+        for name, records, rejects in outputs:
+            write_manifest(out_dir / f"{name}.jsonl", records, pending)
+            summary[name] = _summarize(name, records, rejects)
+        write_rejects(out_dir / REJECTS_NAME, all_rejects, pending)
     return summary
 
 
