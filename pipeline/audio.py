@@ -28,6 +28,8 @@ FALLBACK_SUFFIXES = (".mp3", ".m4a", ".mp4", ".aac", ".wma", ".webm", ".opus")  
 LUFS_MIN_SECONDS = 0.4  # one BS.1770 gating block; shorter clips are measured by RMS instead
 TRIM_FRAME_SECONDS = 0.025  # analysis frame of the edge-silence trim
 TRIM_HOP_SECONDS = 0.010  # hop of the edge-silence trim
+WAV_HEADER_SCAN_BYTES = 1 << 16  # bytes read looking for a WAV file's data chunk
+TRUNCATION_SLACK_SECONDS = 0.01  # a WAV this much shorter than its header says is truncated
 
 
 class AudioError(DictuneError):
@@ -85,6 +87,30 @@ def load_mono(
     """Decode, down-mix and resample: the 1-D float32 signal a Whisper model takes."""
     samples, rate = load(path, offset, duration)
     return resample(to_mono(samples), rate, sample_rate)
+
+
+def declared_seconds(path: str | Path) -> float | None:
+    """The duration a WAV file's header promises (its `data` chunk size), None for other formats or an
+    unknown size. libsndfile silently reads what is there, so a file cut short (a copy interrupted)
+    would otherwise pass as a shorter recording with the full transcript."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(WAV_HEADER_SCAN_BYTES)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, rate, align = 12, 0, 0
+    while pos + 8 <= len(head):
+        kind, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if kind == b"fmt " and pos + 24 <= len(head):
+            rate = int.from_bytes(head[pos + 12 : pos + 16], "little")
+            align = int.from_bytes(head[pos + 20 : pos + 22], "little")
+        if kind == b"data":
+            unknown = size in (0, 0xFFFFFFFF)  # written by a recorder that never finished the header
+            return None if unknown or not rate or not align else size / align / rate
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _probe_handle(handle: sf.SoundFile, offset: float, duration: float | None) -> AudioInfo:
