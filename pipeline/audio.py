@@ -24,6 +24,7 @@ from pipeline.errors import DictuneError
 SAMPLE_RATE = 16000  # Hz, Whisper's input rate
 WAV_SUBTYPE = "PCM_16"  # what normalized audio is stored as (see the module docstring)
 PROBE_BLOCK_FRAMES = 1 << 16  # frames read at a time when scanning a file for its checks
+WHOLE_DECODE_SAMPLES = 1 << 25  # load_mono decodes a file of more samples (all channels) block by block
 FALLBACK_SUFFIXES = (".mp3", ".m4a", ".mp4", ".aac", ".wma", ".webm", ".opus")  # may decode via audioread
 LUFS_MIN_SECONDS = 0.4  # one BS.1770 gating block; shorter clips are measured by RMS instead
 TRIM_FRAME_SECONDS = 0.025  # analysis frame of the edge-silence trim
@@ -84,9 +85,36 @@ def load(path: str | Path, offset: float = 0.0, duration: float | None = None) -
 def load_mono(
     path: str | Path, sample_rate: int = SAMPLE_RATE, offset: float = 0.0, duration: float | None = None
 ) -> np.ndarray:
-    """Decode, down-mix and resample: the 1-D float32 signal a Whisper model takes."""
+    """Decode, down-mix and resample: the 1-D float32 signal a Whisper model takes. A long file (over
+    WHOLE_DECODE_SAMPLES samples, all channels) is decoded block by block through a streaming resampler,
+    so memory follows the output, not the file (10 min of 96 kHz 6-channel audio is 1.4 GB decoded whole)."""
+    path = _existing(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            start = round(offset * handle.samplerate)
+            frames = handle.frames - start if duration is None else round(duration * handle.samplerate)
+            if frames * handle.channels > WHOLE_DECODE_SAMPLES:
+                return _load_mono_blocks(handle, start, frames, sample_rate)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        pass  # load() reports it, or decodes it with the fallback
     samples, rate = load(path, offset, duration)
     return resample(to_mono(samples), rate, sample_rate)
+
+
+def _load_mono_blocks(handle: sf.SoundFile, start: int, frames: int, sample_rate: int) -> np.ndarray:
+    import soxr
+
+    if start:
+        handle.seek(start)
+    same_rate = handle.samplerate == sample_rate
+    stream = None if same_rate else soxr.ResampleStream(handle.samplerate, sample_rate, 1, "float32", "HQ")
+    out, left = [], frames
+    while left > 0:
+        block = handle.read(min(PROBE_BLOCK_FRAMES, left), dtype="float32", always_2d=True)
+        left = 0 if not len(block) else left - len(block)
+        mono = to_mono(block)
+        out.append(mono if same_rate else stream.resample_chunk(mono, last=left <= 0))
+    return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
 
 
 def declared_seconds(path: str | Path) -> float | None:

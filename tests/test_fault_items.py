@@ -230,3 +230,29 @@ def test_a_new_input_list_replaces_the_previous_reports(tiny_whisper_dir, fake_e
     runner.run_stage(config, "transcribe", force=False)
     assert sorted(_reports(config.stage_dir("transcribe"))) == ["r0.json", "r0.txt", "rejects.jsonl"]
     assert os.path.isfile(config.stage_dir("transcribe") / STAMP_NAME)
+
+
+# ---------------------------------------------------------------------------------------------- item 11
+
+
+def test_a_long_multichannel_file_is_decoded_in_blocks_like_whole(tmp_path, monkeypatch):
+    import numpy as np
+
+    from pipeline import audio
+
+    rng = np.random.default_rng(5)
+    t = np.arange(48000 * 3) / 48000
+    channels = np.stack([0.3 * np.sin(2 * np.pi * (200 + 50 * c) * t) for c in range(6)], axis=1)
+    path = write(tmp_path / "six.wav", (channels + 0.01 * rng.standard_normal(channels.shape)).astype(np.float32),
+                 rate=48000, subtype="FLOAT")  # fmt: skip
+    whole = audio.load_mono(path)
+    calls = []
+    real = audio._load_mono_blocks
+    monkeypatch.setattr(audio, "_load_mono_blocks", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(audio, "WHOLE_DECODE_SAMPLES", 48000)
+    monkeypatch.setattr(audio, "PROBE_BLOCK_FRAMES", 10000)  # 15 blocks
+    blocks = audio.load_mono(path)
+    assert calls and len(blocks) == len(whole) == 16000 * 3
+    assert np.max(np.abs(blocks - whole)) < 1e-3
+    sliced = audio.load_mono(path, offset=1.0, duration=1.5)
+    assert len(sliced) == 24000 and np.max(np.abs(sliced - whole[16000:40000])) < 1e-2
