@@ -10,6 +10,7 @@ and WAV decodes faster than FLAC when training reads it back epoch after epoch.
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from pipeline.errors import DictuneError
 SAMPLE_RATE = 16000  # Hz, Whisper's input rate
 WAV_SUBTYPE = "PCM_16"  # what normalized audio is stored as (see the module docstring)
 PROBE_BLOCK_FRAMES = 1 << 16  # frames read at a time when scanning a file for its checks
+WHOLE_DECODE_SAMPLES = 1 << 25  # load_mono decodes a file of more samples (all channels) block by block
 FALLBACK_SUFFIXES = (".mp3", ".m4a", ".mp4", ".aac", ".wma", ".webm", ".opus")  # may decode via audioread
 LUFS_MIN_SECONDS = 0.4  # one BS.1770 gating block; shorter clips are measured by RMS instead
 TRIM_FRAME_SECONDS = 0.025  # analysis frame of the edge-silence trim
 TRIM_HOP_SECONDS = 0.010  # hop of the edge-silence trim
+WAV_HEADER_SCAN_BYTES = 1 << 16  # bytes read looking for a WAV file's data chunk
+TRUNCATION_SLACK_SECONDS = 0.01  # a WAV this much shorter than its header says is truncated
 
 
 class AudioError(DictuneError):
@@ -81,9 +85,60 @@ def load(path: str | Path, offset: float = 0.0, duration: float | None = None) -
 def load_mono(
     path: str | Path, sample_rate: int = SAMPLE_RATE, offset: float = 0.0, duration: float | None = None
 ) -> np.ndarray:
-    """Decode, down-mix and resample: the 1-D float32 signal a Whisper model takes."""
+    """Decode, down-mix and resample: the 1-D float32 signal a Whisper model takes. A long file (over
+    WHOLE_DECODE_SAMPLES samples, all channels) is decoded block by block through a streaming resampler,
+    so memory follows the output, not the file (10 min of 96 kHz 6-channel audio is 1.4 GB decoded whole)."""
+    path = _existing(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            start = round(offset * handle.samplerate)
+            frames = handle.frames - start if duration is None else round(duration * handle.samplerate)
+            if frames * handle.channels > WHOLE_DECODE_SAMPLES:
+                return _load_mono_blocks(handle, start, frames, sample_rate)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        pass  # load() reports it, or decodes it with the fallback
     samples, rate = load(path, offset, duration)
     return resample(to_mono(samples), rate, sample_rate)
+
+
+def _load_mono_blocks(handle: sf.SoundFile, start: int, frames: int, sample_rate: int) -> np.ndarray:
+    import soxr
+
+    if start:
+        handle.seek(start)
+    same_rate = handle.samplerate == sample_rate
+    stream = None if same_rate else soxr.ResampleStream(handle.samplerate, sample_rate, 1, "float32", "HQ")
+    out, left = [], frames
+    while left > 0:
+        block = handle.read(min(PROBE_BLOCK_FRAMES, left), dtype="float32", always_2d=True)
+        left = 0 if not len(block) else left - len(block)
+        mono = to_mono(block)
+        out.append(mono if same_rate else stream.resample_chunk(mono, last=left <= 0))
+    return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+
+
+def declared_seconds(path: str | Path) -> float | None:
+    """The duration a WAV file's header promises (its `data` chunk size), None for other formats or an
+    unknown size. libsndfile silently reads what is there, so a file cut short (a copy interrupted)
+    would otherwise pass as a shorter recording with the full transcript."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(WAV_HEADER_SCAN_BYTES)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, rate, align = 12, 0, 0
+    while pos + 8 <= len(head):
+        kind, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if kind == b"fmt " and pos + 24 <= len(head):
+            rate = int.from_bytes(head[pos + 12 : pos + 16], "little")
+            align = int.from_bytes(head[pos + 20 : pos + 22], "little")
+        if kind == b"data":
+            unknown = size in (0, 0xFFFFFFFF)  # written by a recorder that never finished the header
+            return None if unknown or not rate or not align else size / align / rate
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _probe_handle(handle: sf.SoundFile, offset: float, duration: float | None) -> AudioInfo:
@@ -219,8 +274,14 @@ def preload() -> None:
 
 
 def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
-    """Write mono audio as 16-bit PCM WAV (clipped to [-1, 1] so nothing wraps around)."""
-    sf.write(str(path), np.clip(samples, -1.0, 1.0), rate, subtype=WAV_SUBTYPE, format="WAV")
+    """Write mono audio as 16-bit PCM WAV (clipped to [-1, 1] so nothing wraps around).
+
+    Encoded in memory, then written by Python: a full disk or an I/O error raises the OSError it is
+    (ENOSPC, EIO), which libsndfile would report only as "System error"."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1.0, 1.0), rate, subtype=WAV_SUBTYPE, format="WAV")
+    with open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def _dbfs(amplitude: float) -> float:

@@ -3,7 +3,9 @@
 Items and results cross the process boundary as JSON strings in one Arrow column, so rows with
 different extra keys (or types) never trip Arrow's schema inference. The function must be defined at
 module level (workers receive it by reference) and return a JSON-able dict. An exception it does not
-handle becomes a result {"error": "..."} for that item instead of stopping the whole batch.
+handle becomes a result {"error": "..."} for that item instead of stopping the whole batch, unless it
+is a fault of the machine (disk full, I/O error, out of memory: pipeline.faults), which is no fault of
+the item: that one stops the batch and propagates, so that no good item is ever listed as a reject.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.errors import DictuneError
+from pipeline.faults import is_environment_error
 from pipeline.files import sha256_json
 
 logger = logging.getLogger("dictune")
@@ -54,7 +57,9 @@ def _apply(row: dict[str, str], fn: Callable[..., dict[str, Any]], kwargs: dict[
         result = fn(item, **kwargs)
     except DictuneError as e:
         result = {ERROR_KEY: str(e)}
-    except Exception as e:  # noqa: BLE001 - one bad item must not stop thousands of good ones; reason kept
+    except Exception as e:  # one bad item must not stop thousands of good ones; reason kept
+        if is_environment_error(e):
+            raise  # the machine's fault, not the item's: every later item would fail the same way
         logger.warning("unexpected %s while processing an item: %s", type(e).__name__, e)
         result = {ERROR_KEY: f"unexpected {type(e).__name__}: {e}".splitlines()[0]}
     return {"result": json.dumps(result, ensure_ascii=False)}

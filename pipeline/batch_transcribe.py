@@ -15,6 +15,7 @@ Nothing here logs transcript text above DEBUG: the files are the output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -91,8 +92,8 @@ def collect_inputs(args: list[str]) -> tuple[list[InputItem], list[Reject]]:
 
 
 def _manifest_items(path: Path, rejects: list[Reject]) -> list[InputItem]:
-    items = []
-    for number, obj in iter_jsonl(path):
+    items, bad_lines = [], []
+    for number, obj in iter_jsonl(path, bad_lines):  # a bad line is rejected alone, the others are kept
         audio = obj.get("audio_filepath")
         if not isinstance(audio, str) or not audio:
             rejects.append(Reject(str(path), number, f"{path}:{number}: no audio_filepath", STAGE))
@@ -100,6 +101,7 @@ def _manifest_items(path: Path, rejects: list[Reject]) -> list[InputItem]:
         audio_path = Path(audio) if Path(audio).is_absolute() else path.parent / audio
         name = str(obj["id"]) if obj.get("id") not in (None, "") else Path(audio).stem
         items.append(InputItem(audio_path, name, str(path), number))
+    rejects.extend(Reject(str(path), number, reason, STAGE) for number, reason in bad_lines)
     return items
 
 
@@ -215,7 +217,12 @@ def transcribe_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     files = len(items) + len(rejects)  # rejects so far: manifests or manifest lines that named no audio
-    done, seconds = _run_groups(engine, items, out_dir, options, ctx, meta, rejects)
+    try:
+        done, seconds = _run_groups(engine, items, out_dir, options, ctx, meta, rejects)
+    except Exception as e:
+        if (stopped := _stopped(e, out_dir, rejects)) is e:
+            raise
+        raise stopped from e
     summary = BatchSummary(files, done, len(rejects), seconds, time.monotonic() - started, load_seconds,
                            str(out_dir), engine.name)  # fmt: skip
     write_rejects(out_dir / REJECTS_FILE, rejects)
@@ -268,6 +275,19 @@ def _run_groups(
         if group:
             flush()
     return done, seconds
+
+
+def _stopped(error: Exception, out_dir: Path, rejects: list[Reject]) -> Exception:
+    """A full disk (or another fault of the machine) stops the batch: the rejects so far are still written
+    (best effort) and the error becomes one line; any other error is returned as it is."""
+    from pipeline.faults import EnvironmentFailure, describe, is_environment_error
+
+    if not is_environment_error(error):
+        return error
+    with contextlib.suppress(OSError):
+        write_rejects(out_dir / REJECTS_FILE, rejects)
+    kept = f"the files written so far are complete, {len(rejects)} rejected listed in {out_dir / REJECTS_FILE}"
+    return EnvironmentFailure(describe(error, STAGE, out_dir, kept=kept))
 
 
 def _echo_options(options: TranscribeConfig) -> dict[str, Any]:

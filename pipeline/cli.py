@@ -1,6 +1,6 @@
 """`dictune` command line: parses arguments, configures logging, calls the stage. No logic of its own.
 
-    dictune run CONFIG [key=value ...] [--force STAGE] [--only STAGE]
+    dictune [--debug] run CONFIG [key=value ...] [--force STAGE] [--only STAGE]   (overrides in any order)
     dictune <stage> CONFIG [key=value ...]          one stage, always rerun
     dictune model import SPEC --out DIR | dictune model info SPEC
     dictune <tool> ...                               score, transcribe, export (see --help)
@@ -14,7 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 from pipeline.errors import DictuneError
 
@@ -144,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dictune", description="Adapt Whisper to a dictation domain with LoRA, and measure the gain."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run all stages in order, skipping unchanged ones")
@@ -176,18 +181,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that key=value overrides may also follow options (`run C --force x a.b=1`) and
+    --debug may follow the command."""
+    args, extra = parser.parse_known_args(argv)
+    if "--debug" in extra:  # accepted after the command too
+        args.debug, extra = True, [a for a in extra if a != "--debug"]
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if extra and (len(overrides) < len(extra) or not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
+def _unexpected(error: BaseException, debug: bool) -> int:
+    """One line for an error dictune does not know (its traceback goes to a debug log); exit status 1."""
+    import traceback
+
+    if debug:
+        traceback.print_exc()
+        return 1
+    text = "".join(traceback.format_exception(error))
+    log = None
+    folders = (os.environ.get("DICTUNE_CACHE") or Path.home() / ".cache" / "dictune", tempfile.gettempdir())
+    for folder in folders:
+        try:
+            log = Path(folder) / "logs" / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(f"dictune {' '.join(sys.argv[1:])}\n{text}", encoding="utf-8")
+            break
+        except OSError:
+            log = None
+    where = f"traceback in {log}" if log else "rerun with --debug for the traceback"
+    first = (str(error).strip().splitlines() or [""])[0]
+    print(f"dictune: error: unexpected {type(error).__name__}: {first} ({where})", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     _configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except DictuneError as e:
         print(f"dictune: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)
     except KeyboardInterrupt:
         print("dictune: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the last resort: one line, the traceback in a file
+        return _unexpected(e, args.debug)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -424,6 +425,10 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"file not found: {path}"], source=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 text (byte {e.start + 1}); save the file as UTF-8"], source=str(path)) from None
+    except OSError as e:
+        raise ConfigError([f"cannot read ({e.strerror or e})"], source=str(path)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -520,6 +525,9 @@ def validate(config: Config) -> list[str]:
 # ---------------------------------------------------------------------------------------------- internals
 
 
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number YAML 1.1 may leave a string
+
+
 def _deepcopy(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _deepcopy(v) for k, v in value.items()}
@@ -586,6 +594,8 @@ def _build(tp: Any, value: Any, key: str, problems: list[str]) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; it is meant as a number
     if tp is bool and not isinstance(value, bool):
         problems.append(f"{where}: expected true or false, got {value!r}")
         return None

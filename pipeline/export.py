@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,10 @@ QUANTIZATIONS = ("float32", "float16", "bfloat16", "int8", "int8_float32", "int8
                  "int16")  # fmt: skip
 KEY_CHARS = 12  # hex digits of a cache key
 
+
+# torch.load(weights_only=True) refuses a pickled .bin that holds more than tensors; never unpickle it
+REFUSED_PICKLE = ("refused: a pickle holding more than plain tensors (unsafe to load); "
+                  "save the adapter as adapter_model.safetensors (peft's default)")  # fmt: skip
 
 class AdapterMismatch(DictuneError):
     """The adapter was made for a different base model (or is not a peft adapter at all)."""
@@ -108,7 +113,10 @@ def _adapter_shapes(adapter_dir: Path) -> dict[str, list[int]]:
         if (adapter_dir / ADAPTER_WEIGHTS[1]).is_file():
             import torch
 
-            state = torch.load(adapter_dir / ADAPTER_WEIGHTS[1], map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(adapter_dir / ADAPTER_WEIGHTS[1], map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+                raise AdapterMismatch(f"{adapter_dir / ADAPTER_WEIGHTS[1]}: {REFUSED_PICKLE}") from e
             return {k: list(v.shape) for k, v in state.items()}
         raise AdapterMismatch(f"{adapter_dir}: no {' or '.join(ADAPTER_WEIGHTS)}; the adapter is incomplete")
     return _safetensors_shapes(path)
@@ -201,6 +209,8 @@ def _merge_into(base_dir: Path, adapter_dir: Path, dest: Path) -> None:
     processor = load_processor(base_dir)
     try:
         model = PeftModel.from_pretrained(load_base(base_dir), str(adapter_dir)).merge_and_unload()
+    except pickle.UnpicklingError as e:
+        raise AdapterMismatch(f"{adapter_dir}: {REFUSED_PICKLE}") from e
     except (RuntimeError, ValueError, KeyError, OSError) as e:  # peft's load/merge failures
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise AdapterMismatch(f"{adapter_dir}: cannot be merged into {base_dir} ({first})") from e

@@ -28,7 +28,7 @@ FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -46,7 +46,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
@@ -54,7 +54,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -83,16 +83,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, DIR_MODE)
         yield tmp
         old = None
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -100,22 +100,60 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-STALE_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")  # names atomic_open / atomic_dir give
+# names atomic_open / atomic_dir give: .<name>.p<pid>.<8 random>.tmp|old (older versions: no p<pid>)
+STALE_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")
+TEMP_OWNER = re.compile(r"\.p(\d+)\.[A-Za-z0-9_]{8}\.(tmp|old)$")
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.p{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _stale(name: str) -> bool:
+    """A temp name of a process that no longer runs (or of an older version, which named no pid)."""
+    if not STALE_TEMP.match(name):
+        return False
+    owner = TEMP_OWNER.search(name)
+    return owner is None or not _pid_alive(int(owner.group(1)))
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> int:
     """Delete the temp files and folders that atomic_open / atomic_dir left under `folder` when their
-    process was killed mid-write (never read as outputs, but they take disk space). Call it only while no
-    other process writes there: the runner does, before a stage runs. Returns how many were removed."""
+    process was killed mid-write (never read as outputs, but they take disk space). Temps of a process
+    that still runs (its pid is in the name) are left alone: that process may be writing them. Returns
+    how many were removed."""
     removed = 0
     for parent, dirs, files in os.walk(folder):
         for name in [d for d in dirs if STALE_TEMP.match(d)]:
-            shutil.rmtree(Path(parent) / name, ignore_errors=True)
-            dirs.remove(name)
-            removed += 1
-        for name in (f for f in files if STALE_TEMP.match(f)):
+            dirs.remove(name)  # never descend into a temp folder, stale or live
+            if _stale(name):
+                shutil.rmtree(Path(parent) / name, ignore_errors=True)
+                removed += 1
+        for name in (f for f in files if _stale(f)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(Path(parent) / name)
+                removed += 1
+    return removed
+
+
+def remove_stale_sibling_temps(path: str | os.PathLike) -> int:
+    """Delete the stale temps atomic_open / atomic_dir left beside `path` while replacing it."""
+    path = Path(path)
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in path.parent.iterdir():
+            if entry.name.startswith(f".{path.name}.") and _stale(entry.name):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
                 removed += 1
     return removed
 

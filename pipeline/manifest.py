@@ -7,6 +7,7 @@ read and written compressed. Writes are atomic: readers never see a half-written
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import io
@@ -76,30 +77,43 @@ class Reject:
         return f"{where}: {self.reason}"
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; a bad line raises ManifestError."""
+def iter_jsonl(
+    path: str | os.PathLike, bad_lines: list[tuple[int, str]] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line. A bad line (not UTF-8, not JSON, not an
+    object) raises ManifestError, or, when `bad_lines` is given, is appended there as (line number,
+    one-line message naming file and line) and skipped."""
     path = Path(path)
     try:
-        handle = _open_text(path)
+        handle = _open_binary(path)
     except FileNotFoundError:
         raise ManifestError(f"{path}: manifest not found") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+        for number, raw in enumerate(handle, start=1):
             try:
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
                 obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{path}:{number}: invalid JSON ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise ManifestError(f"{path}:{number}: expected a JSON object")
+                if not isinstance(obj, dict):
+                    raise ManifestError(f"{path}:{number}: expected a JSON object")
+            except (UnicodeDecodeError, json.JSONDecodeError, ManifestError) as e:
+                error = e if isinstance(e, ManifestError) else ManifestError(f"{path}:{number}: {_why(e)}")
+                if bad_lines is None:
+                    raise error from e
+                bad_lines.append((number, str(error)))
+                continue
             yield number, obj
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {error.object[error.start]:#04x} at column {error.start + 1})"
+    return f"invalid JSON ({error.msg})"
 
 
 def read_manifest(path: str | os.PathLike) -> list[Record]:
@@ -113,29 +127,39 @@ def read_manifest(path: str | os.PathLike) -> list[Record]:
     return records
 
 
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
-    """Atomically write dicts as JSONL (gzip when the name ends in .gz); returns the row count."""
+def write_jsonl(
+    path: str | os.PathLike, rows: Iterable[dict[str, Any]], pending: contextlib.ExitStack | None = None
+) -> int:
+    """Atomically write dicts as JSONL (gzip when the name ends in .gz); returns the row count. With
+    `pending`, the rows are written (and flushed) now but the file replaces `path` only when `pending`
+    closes, together with a stage's other outputs; an error before that leaves `path` as it was."""
     path = Path(path)
     count = 0
-    if path.suffix == ".gz":
-        with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-            for row in rows:
-                gz.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
-                count += 1
-        return count
-    with atomic_open(path, "w") as handle:
+    with contextlib.ExitStack() as own:
+        stack = pending if pending is not None else own
+        if path.suffix == ".gz":
+            raw = stack.enter_context(atomic_open(path, "wb"))
+            handle = stack.enter_context(io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0), "utf-8"))
+        else:
+            raw = handle = stack.enter_context(atomic_open(path, "w"))
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
+        if pending is not None and path.suffix != ".gz":
+            handle.flush()  # a full disk fails here, not while the outputs are being swapped in
     return count
 
 
-def write_manifest(path: str | os.PathLike, records: Iterable[Record]) -> int:
-    return write_jsonl(path, (r.to_dict() for r in records))
+def write_manifest(
+    path: str | os.PathLike, records: Iterable[Record], pending: contextlib.ExitStack | None = None
+) -> int:
+    return write_jsonl(path, (r.to_dict() for r in records), pending)
 
 
-def write_rejects(path: str | os.PathLike, rejects: Iterable[Reject]) -> int:
-    return write_jsonl(path, (r.to_dict() for r in rejects))
+def write_rejects(
+    path: str | os.PathLike, rejects: Iterable[Reject], pending: contextlib.ExitStack | None = None
+) -> int:
+    return write_jsonl(path, (r.to_dict() for r in rejects), pending)
 
 
 def read_rejects(path: str | os.PathLike) -> list[Reject]:

@@ -8,10 +8,16 @@ Each stage module (pipeline/stages/<name>.py) exposes:
                                      (written by an earlier stage) are left out
     run(config) -> dict              does the work, writes under config.stage_dir(name), returns a summary
 
+    space_needed(config) -> int      optional: bytes of disk its outputs take (named when the disk fills)
+
 After a stage finishes, a stamp `<work_dir>/<stage>/.stage.json` records the fingerprint (hash of the
 config sections, the base model spec, the seed, the content of the inputs and the size and mtime of the
-stat inputs). `dictune run` skips a
-stage whose stamp matches; `--force` reruns it.
+stat inputs). `dictune run` skips a stage whose stamp matches; `--force` reruns it. The stamp is removed
+before a stage starts (before it replaces any output) and written last, so a run that is killed, or
+stopped by a full disk, leaves no stamp that would vouch for a half-replaced set of outputs.
+
+One run at a time per work dir: stages run while holding `<work_dir>/.dictune.lock` (pipeline.worklock);
+a second run exits at once with the holder's pid.
 """
 
 from __future__ import annotations
@@ -29,7 +35,17 @@ from typing import Any
 
 from pipeline.config import Config, config_to_dict
 from pipeline.errors import DictuneError
-from pipeline.files import atomic_write_json, remove_stale_temps, sha256_json, sha256_paths, stat_signature
+from pipeline.faults import EnvironmentFailure, describe, is_environment_error
+from pipeline.files import (
+    atomic_write_json,
+    fsync_dir,
+    remove_stale_sibling_temps,
+    remove_stale_temps,
+    sha256_json,
+    sha256_paths,
+    stat_signature,
+)
+from pipeline.worklock import hold_work_dir
 
 logger = logging.getLogger("dictune")
 
@@ -112,6 +128,11 @@ def read_stamp(config: Config, name: str) -> dict[str, Any] | None:
 
 def run_stage(config: Config, name: str, force: bool = True) -> dict[str, Any]:
     """Run one stage (always, unless force=False and its stamp matches); returns its summary."""
+    with hold_work_dir(config.work_path):
+        return _run_stage(config, name, force)
+
+
+def _run_stage(config: Config, name: str, force: bool) -> dict[str, Any]:
     spec = get_stage(name)
     module = spec.load()
     before = fingerprint(config, spec, module)
@@ -120,10 +141,18 @@ def run_stage(config: Config, name: str, force: bool = True) -> dict[str, Any]:
         logger.info("%s: inputs and config unchanged, skipped", name)
         return {"skipped": True, **stamp.get("summary", {})}
     logger.info("%s: running", name)
-    if removed := remove_stale_temps(config.stage_dir(name)):
+    invalidate_stamp(config, name)  # before any output is replaced: a killed run leaves no stamp behind
+    removed = remove_stale_temps(config.stage_dir(name)) + remove_stale_sibling_temps(config.stage_dir(name))
+    if removed:
         logger.info("%s: removed %d temp file(s) left by an interrupted run", name, removed)
     start = time.monotonic()
-    summary = module.run(config) or {}
+    try:
+        summary = module.run(config) or {}
+    except Exception as e:
+        if isinstance(e, EnvironmentFailure) or not is_environment_error(e):
+            raise
+        needed = getattr(module, "space_needed", None)
+        raise EnvironmentFailure(describe(e, name, config.stage_dir(name), needed and needed(config))) from e
     elapsed = time.monotonic() - start
     # Fingerprint again: a stage may create its own inputs' parents (e.g. synthesized audio).
     after = fingerprint(config, spec, module)
@@ -135,9 +164,23 @@ def run_stage(config: Config, name: str, force: bool = True) -> dict[str, Any]:
     return summary
 
 
+def invalidate_stamp(config: Config, name: str) -> None:
+    """Remove a stage's stamp (durably) so that nothing vouches for outputs about to be replaced."""
+    path = config.stage_dir(name) / STAMP_NAME
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+
+
 def run_all(config: Config, force: Iterable[str] = (), only: Iterable[str] = ()) -> dict[str, Any]:
     """Run every stage of `dictune run` in order, skipping those whose stamp matches."""
-    force, only = set(force), set(only)
+    with hold_work_dir(config.work_path):
+        return _run_all(config, set(force), set(only))
+
+
+def _run_all(config: Config, force: set[str], only: set[str]) -> dict[str, Any]:
     results = {}
     for spec in STAGES:
         if not spec.in_run or (only and spec.name not in only):
@@ -145,5 +188,5 @@ def run_all(config: Config, force: Iterable[str] = (), only: Iterable[str] = ())
         if getattr(config, spec.name, True) is None:
             logger.info("%s: not configured, skipped", spec.name)
             continue
-        results[spec.name] = run_stage(config, spec.name, force=spec.name in force or "all" in force)
+        results[spec.name] = _run_stage(config, spec.name, force=spec.name in force or "all" in force)
     return results

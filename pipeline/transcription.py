@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -303,6 +304,8 @@ def _merge_adapter(model: Any, adapter_dir: Path) -> tuple[Any, bool]:
 
     try:
         peft_model = PeftModel.from_pretrained(model, adapter_dir)
+    except pickle.UnpicklingError as e:  # torch's multi-line advice to unpickle anyway is not repeated
+        raise DictuneError(f"{adapter_dir}: refused: a pickle holding more than plain tensors") from e
     except (OSError, ValueError) as e:
         raise DictuneError(f"{adapter_dir}: not a peft adapter for this model ({e})") from e
     encoder = peft_model.get_base_model().get_encoder()

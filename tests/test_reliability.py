@@ -244,14 +244,14 @@ if point == "audio":  # the second clip is in the temp audio folder, the others 
 else:  # half of the output manifest is written to its temp file
     real_write = stage.write_manifest
 
-    def write_manifest(path, records):
+    def write_manifest(path, records, *args):
         def rows():
             for index, record in enumerate(records):
                 if index == len(records) // 2:
                     hold()
                 yield record
 
-        return real_write(path, rows())
+        return real_write(path, rows(), *args)
 
     stage.write_manifest = write_manifest
 sys.exit(cli.main(["normalize", config]))
@@ -297,9 +297,11 @@ def test_kill_during_a_stage_write_leaves_no_partial_output_and_a_rerun_complete
         assert not (out / "audio" / "train").exists()  # the folder appears only whole, by one rename
         partial = [p for p in temps if p.is_dir() and p.parent == out / "audio"]
         assert len(partial) == 1 and len(list(partial[0].glob("*.wav"))) == 2  # the kill hit mid-write
-    else:
-        assert [p.parent for p in temps] == [out] and temps[0].name.startswith(".train.jsonl.")
-        assert temps[0].read_bytes().count(b"\n") <= CLIPS // 2  # half-written, and out of sight
+    else:  # the audio is complete in its temp folder, to be swapped in with the manifest
+        manifests = [p for p in temps if p.parent == out]
+        assert len(manifests) == 1 and manifests[0].name.startswith(".train.jsonl.")
+        assert manifests[0].read_bytes().count(b"\n") <= CLIPS // 2  # half-written, and out of sight
+        assert not (out / "audio" / "train").exists()
     visible = [p for p in out.rglob("*") if not any(_hidden_temp(q) for q in (p, *p.parents))]
     assert not [p for p in visible if p.suffix in (".jsonl", ".json")]
 

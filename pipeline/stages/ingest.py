@@ -5,7 +5,8 @@
 
 Every item is checked: its audio lies inside the dataset root (no ../ escapes, absolute paths or
 symlinks leading elsewhere), exists, decodes, is longer than 0 s, is not silent (ingest.min_rms_dbfs),
-has only finite samples and is at most ingest.max_seconds long; its transcript is non-empty UTF-8; its
+has only finite samples, holds as much audio as its WAV header promises (not truncated) and is at
+most ingest.max_seconds long; its transcript is non-empty UTF-8; its
 id is unique in the source (the first valid item with an id wins). Items that normalize can repair are
 kept and marked: several channels (down-mixed), another sample rate (resampled), longer than
 segment.max_seconds (cut by the segment stage). Every other item goes to rejects.jsonl with its file,
@@ -22,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pipeline.audio import SAMPLE_RATE, AudioError, probe
+from pipeline.audio import SAMPLE_RATE, TRUNCATION_SLACK_SECONDS, AudioError, declared_seconds, probe
 from pipeline.batch import ERROR_KEY, map_items
 from pipeline.config import Config, IngestConfig, SegmentConfig, SourceConfig
 from pipeline.errors import DictuneError
@@ -63,12 +64,14 @@ def run(config: Config) -> dict[str, Any]:
     if not config.ingest.sources:
         raise DictuneError("ingest.sources is empty: add one {name, path} per split to the config")
     out_dir = config.stage_dir(STAGE)
-    summary, all_rejects = {}, []
-    for source in config.ingest.sources:
+    summary, all_rejects, outputs = {}, [], []
+    for source in config.ingest.sources:  # every source checked before any manifest is replaced
         records, rejects = ingest_source(source, config.ingest, config.segment)
-        write_manifest(out_dir / f"{source.name}.jsonl", records)
+        outputs.append((source.name, records))
         all_rejects.extend(rejects)
         summary[source.name] = _summarize(source.name, records, rejects)
+    for name, records in outputs:
+        write_manifest(out_dir / f"{name}.jsonl", records)
     write_rejects(out_dir / REJECTS_NAME, all_rejects)
     return summary
 
@@ -119,6 +122,10 @@ def probe_item(item: dict[str, Any], min_rms_dbfs: float, max_seconds: float) ->
     if info.rms_dbfs < min_rms_dbfs:
         level = "digital silence" if math.isinf(info.rms_dbfs) else f"RMS {info.rms_dbfs:.1f} dBFS"
         return {ERROR_KEY: f"silent audio ({level} < ingest.min_rms_dbfs {min_rms_dbfs:g})"}
+    declared = None if item.get("offset") else declared_seconds(item["audio"])
+    if declared is not None and info.duration < declared - TRUNCATION_SLACK_SECONDS:
+        held = f"the file holds {info.duration:.2f} s"
+        return {ERROR_KEY: f"truncated: the header promises {declared:.2f} s, {held}"}
     if info.duration > max_seconds:
         return {ERROR_KEY: f"{info.duration:.1f} s is longer than ingest.max_seconds ({max_seconds:g})"}
     return {"sample_rate": info.sample_rate, "channels": info.channels, "duration": info.duration}
@@ -237,8 +244,10 @@ def main(args: argparse.Namespace) -> int:
         raise DictuneError("ingest: give a CONFIG file, or --source PATH and --out DIR")
     source = SourceConfig(name="manifest", path=args.source, format=args.format, root=args.root)
     options = IngestConfig(sources=(source,), num_proc=max(1, args.num_proc))
-    records, rejects = ingest_source(source, options, SegmentConfig())
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DictuneError(f"ingest --out {out}: is a file; give a folder for manifest.jsonl and rejects.jsonl")
+    records, rejects = ingest_source(source, options, SegmentConfig())
     write_manifest(out / "manifest.jsonl", records)
     write_rejects(out / REJECTS_NAME, rejects)
     _summarize(source.name, records, rejects)

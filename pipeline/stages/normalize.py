@@ -14,6 +14,7 @@ than segment.max_seconds, silent after trimming, or with no text left are reject
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -35,6 +36,7 @@ REJECTS_NAME = "rejects.jsonl"
 AUDIO_DIR = "audio"
 TEXT_FUNCTIONS = ("format_dictation", "normalize_for_scoring")  # from pipeline.text
 DURATION_SLACK_SECONDS = 0.05  # a clip this much over segment.max_seconds is still accepted
+WAV_HEADER_BYTES = 44  # of a plain PCM WAV file
 DROPPED_KEYS = ("needs_segment",)  # done by the segment stage; not true of the output any more
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -65,22 +67,41 @@ def run(config: Config) -> dict[str, Any]:
     if previous == "segment" and _finished_after(config, "ingest", "segment"):
         logger.warning("normalize: ingest ran after segment; run `dictune segment CONFIG` to refresh it")
     out_dir = config.stage_dir(STAGE)
-    summary, all_rejects = {}, []
-    for source in config.ingest.sources:
-        manifest = config.stage_dir(previous) / f"{source.name}.jsonl"
+    manifests = [config.stage_dir(previous) / f"{source.name}.jsonl" for source in config.ingest.sources]
+    for manifest in manifests:
         if not manifest.is_file():
             raise DictuneError(f"{manifest}: not found; run `dictune {previous} CONFIG` first")
-        records, rejects = normalize_manifest(manifest, source.name, out_dir, config)
-        all_rejects.extend(rejects)
-        summary[source.name] = _summarize(source.name, records, rejects)
-    write_rejects(out_dir / REJECTS_NAME, all_rejects)
+    summary, all_rejects, outputs = {}, [], []
+    # Every split's audio folder, manifest and the rejects go to temps first; they replace the old outputs
+    # together (renames only) when all are written, so a failure (a full disk) leaves every old one as it was.
+    with contextlib.ExitStack() as pending:
+        for source, manifest in zip(config.ingest.sources, manifests):
+            records, rejects = normalize_manifest(manifest, source.name, out_dir, config, pending)
+            outputs.append((source.name, records, rejects))
+            all_rejects.extend(rejects)
+        for name, records, rejects in outputs:
+            write_manifest(out_dir / f"{name}.jsonl", records, pending)
+            summary[name] = _summarize(name, records, rejects)
+        write_rejects(out_dir / REJECTS_NAME, all_rejects, pending)
     return summary
 
 
+def space_needed(config: Config) -> int:
+    """Bytes of the normalized audio (16-bit mono, every input item): the old audio stays until the new is
+    complete, so a rerun needs this much free beside it."""
+    total = 0
+    for manifest in inputs(config)[: len(config.ingest.sources)]:
+        with contextlib.suppress(DictuneError, OSError, ValueError, TypeError):
+            for _, obj in iter_jsonl(manifest):
+                total += int(float(obj["duration"]) * config.normalize.sample_rate) * 2 + WAV_HEADER_BYTES
+    return total
+
+
 def normalize_manifest(
-    manifest: Path, name: str, out_dir: Path, config: Config
+    manifest: Path, name: str, out_dir: Path, config: Config, pending: contextlib.ExitStack | None = None
 ) -> tuple[list[Record], list[Reject]]:
-    """Normalize one manifest: audio into out_dir/audio/<name>/ (one rename), then out_dir/<name>.jsonl."""
+    """Normalize one manifest: audio into out_dir/audio/<name>/ (one rename), returns its records (to be
+    written as out_dir/<name>.jsonl) and rejects. With `pending`, the rename waits until it closes."""
     items, rejects, seen = [], [], set()
     for line, obj in iter_jsonl(manifest):
         record = Record.from_dict(obj)
@@ -91,7 +112,8 @@ def normalize_manifest(
         items.append({"line": line, "record": record.to_dict(), "file": id_file_name(record.id)})
     audio_dir = (out_dir / AUDIO_DIR / name).resolve()
     audio.preload()  # before datasets forks its workers
-    with atomic_dir(audio_dir) as tmp:
+    with contextlib.ExitStack() as own:
+        tmp = (pending or own).enter_context(atomic_dir(audio_dir))
         results = map_items(
             normalize_item,
             items,
@@ -114,7 +136,6 @@ def normalize_manifest(
             )
         else:
             records.append(Record.from_dict(result))
-    write_manifest(out_dir / f"{name}.jsonl", records)
     rejects.sort(key=lambda r: r.line or 0)
     return records, rejects
 

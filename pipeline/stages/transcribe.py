@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.files import atomic_dir
 from pipeline.manifest import manifest_audio_paths
 
 logger = logging.getLogger("dictune")
@@ -33,11 +34,17 @@ def stat_inputs(config: Config) -> list[Path]:
 
 
 def run(config: Config) -> dict[str, Any]:
+    out_dir = config.stage_dir("transcribe")
+    with atomic_dir(out_dir) as tmp:  # replaces the previous outputs whole (none of another input list stay)
+        summary = _transcribe(config, tmp)
+    return {**summary, "out_dir": str(out_dir)} if "out_dir" in summary else summary
+
+
+def _transcribe(config: Config, out_dir: Path) -> dict[str, Any]:
     from pipeline.batch_transcribe import transcribe_files
     from pipeline.models import resolve_model
     from pipeline.stages.evaluate import adapted_model
 
-    out_dir = config.stage_dir("transcribe")
     if not config.transcribe.inputs:
         logger.info("transcribe: transcribe.inputs is empty, nothing to do")
         return {"files": 0}
