@@ -13,8 +13,10 @@ Negation (a cue on one side that the other side does not share for the same find
     "ruled out", ...; NEGATION_AFTER). Phrases that look like a cue but are not one ("cannot be
     excluded", "not ruled out": uncertainty) are skipped (PSEUDO_NEGATION);
   * the scope of a cue: up to NEGATION_WINDOW words after it (before it for an after-cue), ended early
-    by a conjunction such as "but", "however", "which" (SCOPE_END), by another cue, and after a
-    change word ("no interval change": only "change" is denied, not what follows);
+    by a conjunction such as "but", "however", "which" (SCOPE_END), by another cue, after a change word
+    ("no interval change": only "change" is denied, not what follows) and, after a cue, by an article or
+    "is" / "are" once a finding word is in scope ("no dilatation and | the duct is normal": the text has
+    no punctuation left to end a sentence);
   * the finding of a cue: the word in its scope nearest to it that is not a stop word and that the
     alignment marks equal on both sides;
   * the cue is an error when that same word on the other side is in no cue's scope ("negation
@@ -81,6 +83,8 @@ SCOPE_END = {"but", "however", "although", "though", "except", "aside", "apart",
              "otherwise", "nevertheless", "still", "because", "secondary", "due", "there", "impression",
              "findings", "conclusion"}  # fmt: skip
 SCOPE_LAST = {"change", "changes", "changed", "progression", "increase", "decrease"}  # scope ends after these
+# after a finding in scope these words start a new phrase and end the scope
+NEW_PHRASE = {"the", "a", "an", "this", "these", "those", "is", "are", "was", "were"}  # fmt: skip
 STOP_WORDS = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "and", "or", "is", "are", "was",
               "were", "be", "been", "any", "some", "there", "this", "that", "these", "those", "as", "by",
               "seen", "identified", "present", "noted", "evidence", "definite", "definitive"}  # fmt: skip
@@ -319,6 +323,8 @@ def _scope(tokens: Sequence[str], start: int, end: int, after: bool, cue_words: 
     while 0 <= k < len(tokens) and len(scope) < NEGATION_WINDOW:
         if tokens[k] in SCOPE_END or k in cue_words:
             break
+        if not after and tokens[k] in NEW_PHRASE and any(tokens[m] not in STOP_WORDS for m in scope):
+            break  # "no biliary dilatation and | the duct is normal"
         scope.append(k)
         if not after and tokens[k] in SCOPE_LAST:
             break

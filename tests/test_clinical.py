@@ -22,6 +22,7 @@ CASES = [
     ("pneumothorax cannot be excluded", "pneumothorax can not be excluded", NONE),
     ("no interval change in the small effusion", "unchanged small effusion", NONE),
     ("no pneumothorax", "no new mothorax", NONE),  # the finding itself is wrong: a term error, not negation
+    ("no biliary dilatation and the duct is normal", "and the duct is normal", NONE),  # finding deleted
     ("no pleural effusion or pneumothorax", "no plural effusion or pneumothorax", NONE),
     ("a 5 millimeter nodule", "a 5 mm nodule", NONE),
     ("five millimeters", "5 mm", NONE),
