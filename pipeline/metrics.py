@@ -28,6 +28,10 @@ recovered / hypothesis occurrences (a hypothesis occurrence not recovering a ref
 positive); F1 = 2 * recovered / (reference + hypothesis occurrences). Term error rate = 1 - recall, the
 "domain-term error" of the reports. The wrong rendering of a missed occurrence is the hypothesis text at
 the aligned position, with insertions right next to the span included ("" when all of it was deleted).
+
+Clinical errors (flipped negation, changed side, number, unit or vertebral level) are found on the same
+alignment by pipeline.clinical, whose docstring has the rules; `groups` (a report id per utterance)
+sums them per report, and paired_bootstrap(by_report=True) resamples whole reports.
 """
 
 from __future__ import annotations
@@ -35,11 +39,13 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from pipeline.clinical import ClinicalError, ClinicalScores, aggregate, find_errors
+from pipeline.clinical import count as count_clinical
 from pipeline.lexicon import Lexicon
 from pipeline.text import normalize_for_scoring
 
@@ -105,6 +111,7 @@ class UtteranceScore:
     term_hits: int = 0  # reference occurrences recovered
     outcomes: tuple[TermOutcome, ...] = ()
     false_positives: tuple[str, ...] = ()  # hypothesis occurrences that recovered nothing
+    clinical: tuple[ClinicalError, ...] = ()  # pipeline.clinical errors, in reference order
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,8 @@ class Scores:
     terms: TermScores | None = None
     per_term: tuple[TermRow, ...] = ()  # most misses first
     per_utterance: tuple[UtteranceScore, ...] = field(default=(), repr=False)
+    clinical: ClinicalScores | None = None  # negation, laterality, number / unit / level errors
+    groups: tuple[str, ...] | None = None  # report id per utterance; None: each utterance is a report
 
     def to_dict(self, per_utterance: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -179,6 +188,8 @@ class Scores:
             "wer": self.wer.to_dict(),
             "cer": self.cer.to_dict(),
         }
+        if self.clinical is not None:
+            out["clinical"] = self.clinical.to_dict()
         if self.terms is not None:
             out["b_wer"] = self.b_wer.to_dict() if self.b_wer else None
             out["u_wer"] = self.u_wer.to_dict() if self.u_wer else None
@@ -192,7 +203,8 @@ class Scores:
 def _utterance_dict(u: UtteranceScore) -> dict[str, Any]:
     return {"ref": u.ref, "hyp": u.hyp, "wer": u.words.to_dict(), "cer": u.chars.to_dict(),
             "term_ref": u.term_ref, "term_hyp": u.term_hyp, "term_hits": u.term_hits,
-            "missed_terms": [o.term for o in u.outcomes if not o.hit]}  # fmt: skip
+            "missed_terms": [o.term for o in u.outcomes if not o.hit],
+            "clinical": [e.to_dict() for e in u.clinical]}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- alignment
@@ -278,13 +290,14 @@ def _score_one(ref_tok, hyp_tok, word_chunks, char_chunks, lexicon: Lexicon | No
     ops = _expand(word_chunks)
     words, chars = _counts(ops), _counts(_expand(char_chunks))
     ref, hyp = " ".join(ref_tok), " ".join(hyp_tok)
+    clinical = find_errors(ref_tok, hyp_tok, ops)
     if lexicon is None:
-        return UtteranceScore(ref, hyp, words, chars, ErrorRate(), words)
+        return UtteranceScore(ref, hyp, words, chars, ErrorRate(), words, clinical=clinical)
     outcomes, false_pos, biased_ref, biased_hyp, n_hyp = _score_terms(ref_tok, hyp_tok, ops, lexicon)
     biased, unbiased = _split_biased(ops, biased_ref, biased_hyp)
     hits = sum(o.hit for o in outcomes)
     return UtteranceScore(
-        ref, hyp, words, chars, biased, unbiased, len(outcomes), n_hyp, hits, outcomes, false_pos
+        ref, hyp, words, chars, biased, unbiased, len(outcomes), n_hyp, hits, outcomes, false_pos, clinical
     )
 
 
@@ -296,9 +309,10 @@ def score(
     hyps: Sequence[str],
     lexicon: Lexicon | None = None,
     normalizer: Callable[[str], str] | None = normalize_for_scoring,
+    groups: Sequence[str] | None = None,
 ) -> Scores:
     """Score hypotheses against references (same order, same length). `normalizer=None` when both
-    are already in scoring form."""
+    are already in scoring form; `groups`: the report id of each utterance, for the clinical counts."""
     import jiwer
 
     if len(refs) != len(hyps):
@@ -306,17 +320,23 @@ def score(
     norm = normalizer or (lambda s: s)
     refs_n = [" ".join(norm(r).split()) for r in refs]
     hyps_n = [" ".join(norm(h).split()) for h in hyps]
+    groups = tuple(groups) if groups is not None else None
+    if groups is not None and len(groups) != len(refs):
+        raise ValueError(f"{len(groups)} report ids for {len(refs)} utterances")
     if not refs_n:
-        return Scores(
+        scores = Scores(
             0, ErrorRate(), ErrorRate(), *((ErrorRate(), ErrorRate(), TermScores(0, 0, 0)) if lexicon else ())
         )
-    words = jiwer.process_words(refs_n, hyps_n)
-    chars = jiwer.process_characters(refs_n, hyps_n)
-    per_utt = tuple(
-        _score_one(r, h, wc, cc, lexicon)
-        for r, h, wc, cc in zip(words.references, words.hypotheses, words.alignments, chars.alignments)
-    )
-    return _aggregate(per_utt, lexicon)
+    else:
+        words = jiwer.process_words(refs_n, hyps_n)
+        chars = jiwer.process_characters(refs_n, hyps_n)
+        per_utt = tuple(
+            _score_one(r, h, wc, cc, lexicon)
+            for r, h, wc, cc in zip(words.references, words.hypotheses, words.alignments, chars.alignments)
+        )
+        scores = _aggregate(per_utt, lexicon)
+    clinical = aggregate([u.clinical for u in scores.per_utterance], groups)
+    return replace(scores, clinical=clinical, groups=groups)
 
 
 def _sum(rates) -> ErrorRate:
@@ -365,7 +385,8 @@ def _term_table(per_utt: Sequence[UtteranceScore], lexicon: Lexicon) -> tuple[Te
 # ------------------------------------------------------------------------------- bootstrap
 
 # metric -> (numerator, denominator) as functions of the per-utterance count matrix columns
-_COLUMNS = ("w_err", "w_ref", "c_err", "c_ref", "b_err", "b_ref", "u_err", "u_ref", "t_ref", "t_hyp", "t_hit")
+_COLUMNS = ("w_err", "w_ref", "c_err", "c_ref", "b_err", "b_ref", "u_err", "u_ref", "t_ref", "t_hyp", "t_hit",
+            "n", "neg", "lat", "meas", "u_any", "r_n", "r_any")  # fmt: skip
 METRICS: dict[str, tuple[Callable, Callable]] = {
     "wer": (lambda c: c["w_err"], lambda c: c["w_ref"]),
     "cer": (lambda c: c["c_err"], lambda c: c["c_ref"]),
@@ -376,6 +397,16 @@ METRICS: dict[str, tuple[Callable, Callable]] = {
     "term_precision": (lambda c: c["t_hit"], lambda c: c["t_hyp"]),
     "term_f1": (lambda c: 2 * c["t_hit"], lambda c: c["t_ref"] + c["t_hyp"]),
 }
+DEFAULT_METRICS = tuple(METRICS)  # compared when no metrics are named (with a lexicon; else wer, cer)
+CLINICAL_METRICS: dict[str, tuple[Callable, Callable]] = {  # per utterance (x 100: per 100 utterances)
+    "clinical_errors": (lambda c: c["neg"] + c["lat"] + c["meas"], lambda c: c["n"]),
+    "negation_errors": (lambda c: c["neg"], lambda c: c["n"]),
+    "laterality_errors": (lambda c: c["lat"], lambda c: c["n"]),
+    "measurement_errors": (lambda c: c["meas"], lambda c: c["n"]),
+    "clinical_utterance_share": (lambda c: c["u_any"], lambda c: c["n"]),  # utterances with >= 1 error
+    "clinical_report_share": (lambda c: c["r_any"], lambda c: c["r_n"]),  # reports with >= 1 error
+}
+METRICS |= CLINICAL_METRICS
 
 
 @dataclass(frozen=True)
@@ -396,12 +427,24 @@ class Difference:
 
 
 def _matrix(per_utt: Sequence[UtteranceScore]) -> np.ndarray:
-    rows = [
-        (u.words.errors, u.words.ref_count, u.chars.errors, u.chars.ref_count, u.biased.errors,
-         u.biased.ref_count, u.unbiased.errors, u.unbiased.ref_count, u.term_ref, u.term_hyp, u.term_hits)
-        for u in per_utt
-    ]  # fmt: skip
+    rows = []
+    for u in per_utt:
+        c = count_clinical(u.clinical)
+        rows.append((u.words.errors, u.words.ref_count, u.chars.errors, u.chars.ref_count, u.biased.errors,
+                     u.biased.ref_count, u.unbiased.errors, u.unbiased.ref_count, u.term_ref, u.term_hyp,
+                     u.term_hits, 1, c.negation, c.laterality, c.measurement, c.total > 0, 1, c.total > 0))  # fmt: skip
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(_COLUMNS))
+
+
+def _by_report(matrix: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """One row per report: the sums of its utterances' rows; r_n = 1, r_any = 1 when it has an error."""
+    index = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+    out = np.zeros((len(index), matrix.shape[1]))
+    np.add.at(out, np.asarray([index[g] for g in groups], dtype=np.intp), matrix)
+    col = {c: k for k, c in enumerate(_COLUMNS)}
+    out[:, col["r_n"]] = 1
+    out[:, col["r_any"]] = out[:, [col["neg"], col["lat"], col["meas"]]].sum(axis=1) > 0
+    return out
 
 
 def _metric(totals: np.ndarray, name: str) -> np.ndarray:
@@ -412,18 +455,28 @@ def _metric(totals: np.ndarray, name: str) -> np.ndarray:
 
 
 def paired_bootstrap(
-    a: Scores, b: Scores, samples: int, seed: int, metrics: Sequence[str] | None = None
+    a: Scores,
+    b: Scores,
+    samples: int,
+    seed: int,
+    metrics: Sequence[str] | None = None,
+    by_report: bool = False,
 ) -> dict[str, Difference]:
     """Resample utterances with replacement (the same draw for both systems) `samples` times and
-    report the central CONFIDENCE interval of metric(b) - metric(a), per metric."""
+    report the central CONFIDENCE interval of metric(b) - metric(a), per metric. With `by_report`,
+    resample whole reports (a.groups) instead, each with all its utterances."""
     if len(a.per_utterance) != len(b.per_utterance) or any(
         x.ref != y.ref for x, y in zip(a.per_utterance, b.per_utterance)
     ):
         raise ValueError(
             "paired bootstrap needs both systems scored on the same references, in the same order"
         )
-    names = list(metrics or (METRICS if a.terms is not None else ("wer", "cer")))
+    names = list(metrics or (DEFAULT_METRICS if a.terms is not None else ("wer", "cer")))
     ma, mb = _matrix(a.per_utterance), _matrix(b.per_utterance)
+    if by_report and a.groups is not None:
+        if b.groups != a.groups:
+            raise ValueError("paired bootstrap by report needs both systems scored with the same report ids")
+        ma, mb = _by_report(ma, a.groups), _by_report(mb, a.groups)
     n = len(ma)
     rng = np.random.default_rng(seed)
     weights = (

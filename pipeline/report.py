@@ -10,7 +10,8 @@ prompt, decoding, splits{split: {utterances, kind}}):
     headline{domain_split, general_split, rows[{system, wer, b_wer, u_wer, term_f1, term_error,
     general_wer}]}, comparisons[{split, system, baseline, metric, a, b, delta, ci_low, ci_high}],
     terms{split, before, after, rows[TermChange.to_dict() + error_before, error_after]},
-    examples{before, after, fixed[{id, ref, before, after}], still_wrong[...]}.
+    examples{before, after, fixed[{id, ref, before, after}], still_wrong[...]},
+    clinical (pipeline.clinical_report: clinical-error differences with CIs and examples).
 Error rates are fractions (0.25 = 25%); the markdown shows percentages.
 
 report.json and report.md quote reference and hypothesis text (examples, wrong renderings): they are
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.clinical_report import clinical_markdown, clinical_section
 from pipeline.files import atomic_open, atomic_write_text
 
 HEADLINE_COLUMNS = (  # (key, label) of the headline table, in order
@@ -76,6 +78,7 @@ def build_report(
         report["terms"] = _term_changes(domain[BASELINE], domain[after], options.domain_split, after)
         report["examples"] = _examples(domain[BASELINE], domain[after], ids[options.domain_split], after,
                                        options.report_examples)
+    report["clinical"] = clinical_section(scores, ids, options)
     return report
 
 
@@ -293,6 +296,7 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
         lines += new_words_markdown(report["new_words"])
     lines += _terms_section(report)
     lines += _examples_section(report)
+    lines += clinical_markdown(report)
     if report.get("results"):
         lines += ["## All splits (error rates and F1 in %)", "", *_splits_table(report), ""]
     if plots:

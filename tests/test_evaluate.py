@@ -257,3 +257,29 @@ def evaluate_lexicon(config):
     from pipeline.lexicon import load_lexicon
 
     return load_lexicon(config.lexicon)
+
+
+def test_report_counts_clinical_errors_for_every_system(project):
+    runner.run_stage(project, "evaluate")
+    out = project.stage_dir("evaluate")
+    report = json.loads((out / "report.json").read_text())
+    for split in ("test", "test_general"):
+        for system in ("base", "base+prompt"):
+            clinical = report["results"][split][system]["clinical"]
+            assert clinical["total"] == 0 and clinical["grouped_by_report_id"] is False  # no pieces: no ids
+    assert {c["metric"] for c in report["clinical"]["comparisons"]} == {"clinical_errors", "clinical_report_share"}
+    md = (out / "report.md").read_text()
+    assert "## Clinical errors" in md and "each utterance is counted as its own report" in md
+    assert "| test | base | 3 | 3 | 0 | 0 | 0 | 0.0 | 0.0 | – | – |" in md
+
+
+def test_pieces_of_one_dictation_are_counted_as_one_report(project, tmp_path):
+    refs = ["No pneumothorax.", "Left effusion.", "A 5 mm nodule."]
+    records = [Record(f"p{k}", "a.wav", 1.0, text, extra={"parent_id": "dictation-1"}) for k, text in enumerate(refs)]
+    records.append(Record("single", "b.wav", 1.0, "No effusion."))
+    split = evaluate.Split("test", tmp_path / "test.jsonl", tuple(records), "domain")
+    hyps = {"base": {"test": ["pneumothorax", "right effusion", "a 5 mm nodule", "no effusion"]}}
+    clinical = evaluate.score_all(project, [split], hyps)["test"]["base"].clinical
+    assert (clinical.utterances, clinical.reports, clinical.reports_with_error) == (4, 2, 1)
+    assert [(r.report, r.utterances, r.counts.total) for r in clinical.per_report] == [
+        ("dictation-1", 3, 2), ("single", 1, 0)]  # fmt: skip

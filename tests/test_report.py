@@ -110,3 +110,35 @@ def test_terms_section_counts_every_improved_term_not_only_the_listed_ones():
     text = render_markdown(report, [])
     assert "5 of 6 terms improved, 1 got worse." in text
     assert "### The 2 terms that improved most" in text
+
+
+CLINICAL_REFS = ["no pneumothorax", "left pleural effusion", "a 5 mm nodule", "no focal consolidation"] * 5
+CLINICAL_IDS = [f"c{k}" for k in range(len(CLINICAL_REFS))]
+
+
+def test_clinical_section_counts_every_system_with_intervals_and_examples(tmp_path):
+    base = [r.replace("no ", "").replace("left", "right").replace("mm", "cm") for r in CLINICAL_REFS]
+    adapted = list(CLINICAL_REFS)
+    adapted[0] = "pneumothorax"  # one negation error left
+    systems = {"base": base, "adapted": adapted}
+    scores = {"test": {name: score(CLINICAL_REFS, hyps) for name, hyps in systems.items()}}
+    options = ReportOptions("test", None, 200, seed=1, report_examples=2)
+    report = build_report({"name": "x", "systems": list(systems)}, scores, {"test": CLINICAL_IDS}, options)
+    counts = report["results"]["test"]["base"]["clinical"]
+    assert (counts["negation"], counts["laterality"], counts["unit"], counts["report_share"]) == (10, 5, 5, 1.0)
+    assert counts["grouped_by_report_id"] is False
+    section = report["clinical"]
+    share = next(c for c in section["comparisons"] if c["metric"] == "clinical_report_share")
+    assert (share["system"], share["a"], share["b"]) == ("adapted", 1.0, 0.05)
+    assert share["ci_low"] <= share["delta"] <= share["ci_high"] < 0
+    negation = section["kinds"]["negation"]
+    assert [(e["system"], e["id"], e["change"]) for e in negation] == [("base", "c0", "no -> (none)"),
+                                                                      ("adapted", "c0", "no -> (none)")]  # fmt: skip
+    assert [e["system"] for e in section["kinds"]["measurement"]] == ["base", "base"]  # adapted has none
+    write_report(report, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "each utterance is counted as its own report" in md
+    assert "| test | base | 20 | 20 | 10 | 5 | 5 | 100.0 | 100.0 | – | – |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| test | adapted | 20 | 20 | 1 | 0 | 0 | 5.0 |"))
+    assert row.count("[") == 2 and "| -95.0 [" in row
+    assert "- `c2`, base: unit `5 mm -> 5 cm`" in md and "  - reference: a 5 mm nodule" in md

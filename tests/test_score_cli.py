@@ -79,3 +79,33 @@ def test_bad_inputs_are_one_line_errors(files, tmp_path, capsys, ref_text, hyp_t
     assert main(["score", "--ref", str(ref), "--hyp", str(hyp)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_score_counts_clinical_errors_per_line_and_per_report(files, capsys):
+    ref = files("ref.txt", "No pneumothorax.\nLeft pleural effusion.\nA 5 millimeter nodule.\nNormal.\n")
+    hyp = files("hyp.txt", "pneumothorax\nright pleural effusion\na 5 mm nodule\nnormal\n")
+    base = files("base.txt", "pneumothorax\nright pleural effusion\na 5 cm nodule\nnormal\n")
+    ids = files("ids.txt", "report-1\nreport-1\nreport-2\nreport-2\n")
+    argv = ["score", "--ref", str(ref), "--hyp", str(hyp), "--report-ids", str(ids), "--baseline", str(base),
+            "--bootstrap-samples", "50", "--per-utterance"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    clinical = result["clinical"]
+    assert (clinical["negation"], clinical["laterality"], clinical["measurement"]) == (1, 1, 0)
+    assert (clinical["reports"], clinical["reports_with_error"]) == (2, 1)
+    assert clinical["utterances_with_error"] == 2
+    assert [r["total"] for r in clinical["per_report"]] == [2, 0]
+    baseline = result["baseline"]["clinical"]
+    assert baseline["unit"] == 1 and baseline["report_share"] == 1.0
+    share = result["difference"]["clinical_report_share"]
+    assert (share["a"], share["b"], share["delta"]) == (1.0, 0.5, -0.5)
+    assert result["per_utterance"][1]["clinical"] == [
+        {"kind": "laterality", "change": "left -> right", "ref": "left pleural effusion",
+         "hyp": "right pleural effusion"}]  # fmt: skip
+
+
+def test_report_ids_must_have_one_line_per_utterance(files, capsys):
+    ref = files("ref.txt", "one\ntwo\n")
+    ids = files("ids.txt", "r1\n")
+    assert main(["score", "--ref", str(ref), "--hyp", str(ref), "--report-ids", str(ids)]) == 2
+    assert f"{ref} has 2 lines but {ids} has 1" in capsys.readouterr().err

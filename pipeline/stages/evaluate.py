@@ -125,7 +125,8 @@ def inputs(config: Config) -> list[Path]:
     paths += [config.stage_dir("train") / name for name in ("merged", "adapter")]
     if config.lexicon:
         paths.append(Path(config.lexicon))
-    return paths + [_PACKAGE_DIR / name for name in ("text.py", "metrics.py", "transcription.py", "report.py")]
+    code = ("text.py", "metrics.py", "transcription.py", "report.py", "clinical.py", "clinical_report.py")
+    return paths + [_PACKAGE_DIR / name for name in code]
 
 
 def stat_inputs(config: Config) -> list[Path]:
@@ -193,7 +194,8 @@ def encoder_store(config: Config, base_dir: Path) -> Any:
 
 
 def score_all(config: Config, splits: list[Split], hyps: dict[str, dict[str, list[str]]]) -> dict[str, dict]:
-    """scores[split][system]: pipeline.metrics.Scores on the scoring forms."""
+    """scores[split][system]: pipeline.metrics.Scores on the scoring forms. Clinical errors are counted per
+    report when the split has pieces of longer dictations (segment stage: `parent_id`), else per utterance."""
     from pipeline.lexicon import load_lexicon
     from pipeline.metrics import score
     from pipeline.text import normalize_for_scoring
@@ -202,8 +204,10 @@ def score_all(config: Config, splits: list[Split], hyps: dict[str, dict[str, lis
     out: dict[str, dict] = {}
     for split in splits:
         refs = [reference_norm(r) for r in split.records]
+        pieces = any("parent_id" in r.extra for r in split.records)
+        reports = [str(r.extra.get("parent_id", r.id)) for r in split.records] if pieces else None
         out[split.name] = {
-            system: score(refs, [normalize_for_scoring(h) for h in by_split[split.name]], lexicon, normalizer=None)
+            system: score(refs, [normalize_for_scoring(h) for h in by_split[split.name]], lexicon, None, reports)
             for system, by_split in hyps.items()
         }
     return out

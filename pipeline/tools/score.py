@@ -1,11 +1,15 @@
-"""Score transcripts against references: WER, CER, B-WER / U-WER, term precision / recall / F1 (JSON).
+"""Score transcripts against references: WER, CER, B-WER / U-WER, term precision / recall / F1 and
+clinical errors (JSON).
 
-    dictune score --ref REF --hyp HYP [--lexicon FILE] [--baseline HYP0] [--out FILE]
+    dictune score --ref REF --hyp HYP [--lexicon FILE] [--baseline HYP0] [--report-ids IDS] [--out FILE]
 
 REF and HYP hold one utterance a line, in the same order (an empty line is an empty utterance). Both
-are put in the domain-safe scoring form first (pipeline.text.normalize_for_scoring). With --lexicon the
-term metrics and the per-term table are added; with --baseline, the baseline's scores and paired
-bootstrap 95% intervals of HYP minus baseline. The JSON goes to stdout, or to --out.
+are put in the domain-safe scoring form first (pipeline.text.normalize_for_scoring). The `clinical`
+block counts negation, laterality and number / unit / level errors (pipeline.clinical); IDS gives each
+line's report id (one a line), so that reports are counted whole, else each line is its own report.
+With --lexicon the term metrics and the per-term table are added; with --baseline, the baseline's scores
+and paired bootstrap 95% intervals of HYP minus baseline (the clinical ones resample whole reports).
+The JSON goes to stdout, or to --out.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hyp", required=True, type=Path, help="hypothesis transcripts, same lines as --ref")
     parser.add_argument("--lexicon", type=Path, help="domain terms, one per line ('#' comments)")
     parser.add_argument("--baseline", type=Path, help="a second hypothesis file to compare against")
+    parser.add_argument("--report-ids", type=Path, help="report id of each line, one a line")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     parser.add_argument("--no-normalize", action="store_true", help="texts are already in scoring form")
     parser.add_argument("--per-utterance", action="store_true", help="add per-utterance counts to the JSON")
@@ -75,7 +80,7 @@ def _check_lengths(ref_path: Path, refs: list[str], hyp_path: Path, hyps: list[s
 def main(args: argparse.Namespace) -> int:
     from pipeline.files import atomic_write_text
     from pipeline.lexicon import load_lexicon
-    from pipeline.metrics import paired_bootstrap, score
+    from pipeline.metrics import CLINICAL_METRICS, paired_bootstrap, score
     from pipeline.text import normalize_for_scoring
 
     if args.bootstrap_samples < 1:
@@ -84,14 +89,21 @@ def main(args: argparse.Namespace) -> int:
     _check_lengths(args.ref, refs, args.hyp, hyps)
     lexicon = load_lexicon(args.lexicon) if args.lexicon else None
     normalizer = None if args.no_normalize else normalize_for_scoring
-    scores = score(refs, hyps, lexicon, normalizer)
+    groups = None
+    if args.report_ids:
+        groups = read_lines(args.report_ids)
+        _check_lengths(args.ref, refs, args.report_ids, groups)
+    scores = score(refs, hyps, lexicon, normalizer, groups)
     result = {"ref": str(args.ref), "hyp": str(args.hyp), "lexicon": str(args.lexicon) if args.lexicon else None,
               "terms_in_lexicon": len(lexicon) if lexicon else None, **scores.to_dict(args.per_utterance)}  # fmt: skip
     if args.baseline:
         base_hyps = read_lines(args.baseline)
         _check_lengths(args.ref, refs, args.baseline, base_hyps)
-        base = score(refs, base_hyps, lexicon, normalizer)
+        base = score(refs, base_hyps, lexicon, normalizer, groups)
         diffs = paired_bootstrap(base, scores, args.bootstrap_samples, args.seed)
+        diffs |= paired_bootstrap(
+            base, scores, args.bootstrap_samples, args.seed, metrics=list(CLINICAL_METRICS), by_report=True
+        )
         result["baseline"] = {"hyp": str(args.baseline), **base.to_dict()}
         result["difference"] = {name: d.to_dict() for name, d in diffs.items()}
     text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
