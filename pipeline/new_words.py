@@ -150,19 +150,27 @@ def markdown(block: dict[str, Any]) -> list[str]:
     retrieval = block.get("retrieval") or {}
     if retrieval:
         lines += ["", ("Retrieval (two passes): recall@k = share of reference term occurrences whose term was in "
-                  "the retrieved context; seconds of decoding per pass."), "",
-                  "| system | split | recall@k | terms per context | first pass s | second pass s |",
-                  "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+                  "the retrieved context; real-time factor (decoding seconds / audio seconds) of the first pass "
+                  "and of retrieval + second pass; the second pass decodes each utterance with its own prompt."),
+                  "", ("| system | split | recall@k | terms per context | audio s | RTF first pass "
+                       "| RTF retrieval + second pass | overhead |"), "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for system, by_split in retrieval.items():
             for split, r in by_split.items():
+                audio, first, second = (r.get(k) or 0.0 for k in
+                                        ("audio_seconds", "first_pass_seconds", "second_pass_seconds"))
                 lines.append(f"| {system} | {split} | {pct(r.get('recall'))} | {r['terms_per_utterance']:.1f} | "
-                             f"{r.get('first_pass_seconds', 0):.1f} | {r.get('second_pass_seconds', 0):.1f} |")
+                             f"{audio:.0f} | {_rtf(first, audio)} | {_rtf(second, audio)} | "
+                             f"{f'{second / first:.1f}x' if first else '–'} |")
     return lines + [""]
+
+
+def _rtf(seconds: float, audio: float) -> str:
+    return f"{seconds / audio:.3f}" if audio else "–"
 
 
 def report_block(config, splits, hyps: dict, info: dict) -> dict[str, Any]:
     """Seen vs unseen lexicon terms per domain split and system, and retrieval recall and cost
-    (pipeline/py)."""
+    (the new_words block of report.json)."""
     from pipeline.lexicon import load_lexicon
     from pipeline.text import normalize_for_scoring
 

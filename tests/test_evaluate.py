@@ -238,7 +238,10 @@ def test_retrieved_context_comes_from_the_first_pass_and_new_words_split_seen_fr
     assert by[("test", "base")]["b_wer_seen"] == pytest.approx(1 / 2)  # plural for pleural
     retrieval = block["retrieval"]["base+retrieved"]["test"]
     assert retrieval["recall"] == 1.0 and retrieval["occurrences"] == 2
-    assert "## New words" in (out / "report.md").read_text()
+    assert retrieval["audio_seconds"] == pytest.approx(sum(r.duration for r in read_manifest(
+        project.stage_dir("normalize") / "test.jsonl")))  # fmt: skip
+    md = (out / "report.md").read_text()
+    assert "## New words" in md and "| RTF first pass |" in md
 
 
 def test_irrelevant_context_takes_terms_of_another_exam_type(project):
