@@ -48,6 +48,8 @@ class InputItem:
     name: str  # output stem, unique within the batch
     source: str  # the argument it came from (audio file or manifest)
     line: int | None = None  # 1-based manifest line
+    context_text: str | None = None  # the manifest line's own static context text (e.g. the prior report)
+    context_terms: tuple[str, ...] = ()  # the manifest line's own static term list (e.g. of its exam type)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,15 @@ def _manifest_items(path: Path, rejects: list[Reject]) -> list[InputItem]:
             continue
         audio_path = Path(audio) if Path(audio).is_absolute() else path.parent / audio
         name = str(obj["id"]) if obj.get("id") not in (None, "") else Path(audio).stem
-        items.append(InputItem(audio_path, name, str(path), number))
+        text, terms = obj.get("context_text"), obj.get("context_terms", [])
+        if not (text is None or isinstance(text, str)) or not (
+            isinstance(terms, list) and all(isinstance(t, str) for t in terms)
+        ):
+            reason = f"{path}:{number}: context_text must be a string and context_terms a list of strings"
+            rejects.append(Reject(str(path), number, reason, STAGE, name, str(audio_path)))
+            continue
+        terms = tuple(t.strip() for t in terms if t.strip())
+        items.append(InputItem(audio_path, name, str(path), number, text.strip() or None if text else None, terms))
     rejects.extend(Reject(str(path), number, reason, STAGE) for number, reason in bad_lines)
     return items
 
@@ -203,12 +213,20 @@ def transcribe_files(
     items, rejects = collect_inputs([str(i) for i in inputs])
     if not items and not rejects:
         raise DictuneError("transcribe: no inputs; give audio files and/or .jsonl manifests")
+    own = sum(1 for item in items if item.context_text or item.context_terms)
+    if own and context.mode == "none":
+        raise DictuneError(f"transcribe: {own} manifest lines carry context_text/context_terms but the context "
+                           "mode is none; give --context static (or retrieved) to use them")  # fmt: skip
     for reject in rejects:
         logger.error("%s", reject.reason)
     started = time.monotonic()
     engine = engine or load_engine(model, adapter_dir, options, cache_dir)
     ctx = InferenceContext(context, lexicon, engine.prompt_tokens, min(options.prompt_max_tokens,
                                                                         engine.max_prompt_tokens()))  # fmt: skip
+    if context.mode == "static" and not ctx.static and own < len(items):
+        raise DictuneError(f"transcribe: static context without a term list or text for {len(items) - own} of "
+                           f"{len(items)} inputs; give --context-terms/--context-text or context_text/"
+                           "context_terms on every manifest line")  # fmt: skip
     if ctx.static:
         logger.info("transcribe: static context of %d terms (%s)", len(ctx.static_terms), context.mode)
     load_seconds = time.monotonic() - started
@@ -246,8 +264,13 @@ def _run_groups(
 
     def flush() -> None:
         nonlocal done, seconds
-        results = transcribe_group(engine, [audio for _, audio in group], options, ctx.static,
-                                   ctx.second_pass if ctx.retrieved else None, ctx.correct)
+        statics = [ctx.static_for(item.context_text, item.context_terms) if item.context_text or item.context_terms
+                   else ctx.default for item, _ in group]  # fmt: skip
+        results = transcribe_group(
+            engine, [audio for _, audio in group], options, [s.text for s in statics],
+            (lambda texts, owners: ctx.second_pass(texts, [statics[i] for i in owners])) if ctx.retrieved else None,
+            lambda texts, owners: ctx.correct(texts, [statics[i] for i in owners]),
+        )
         for (item, audio), segments in zip(group, results):
             if not segments:
                 logger.warning("%s: no speech found; its outputs are empty", item.audio)

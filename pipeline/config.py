@@ -246,8 +246,10 @@ class ContextConfig:
     """Whisper's previous-text slot at inference (pipeline/context.py), for evaluate and transcribe."""
 
     mode: str = "none"  # transcribe's context: none | static | retrieved (two passes; needs a lexicon)
-    terms_file: str | None = None  # static: a term list, one per line (e.g. one per exam type)
-    text_file: str | None = None  # static: a prior report's text, put before the terms
+    # static: a term list, one per line (e.g. one per exam type), and/or a prior report's text put before the
+    # terms, for every file; a manifest line's own context_text / context_terms replace them for its file
+    terms_file: str | None = None
+    text_file: str | None = None
     min_score: float = 75.0  # retrieved: lowest similarity (0-100) of a term to a first-pass word n-gram
     max_terms: int = 30  # retrieved (and evaluate's irrelevant context): most terms in one context
     max_tokens: int = 223  # context tokens at most (capped at Whisper's max_target_positions // 2 - 1)
@@ -260,8 +262,6 @@ class ContextConfig:
         out = []
         if self.mode not in CONTEXT_MODES:
             out.append(f"context.mode: must be one of {', '.join(CONTEXT_MODES)}, got {self.mode!r}")
-        if self.mode == "static" and not (self.terms_file or self.text_file):
-            out.append("context.mode: static needs context.terms_file and/or context.text_file")
         if not 0 <= self.min_score <= 100 or not 0 <= self.correct_min_score <= 100:
             out.append("context.min_score / context.correct_min_score: must be in [0, 100]")
         if self.max_terms < 1 or self.max_tokens < 2:

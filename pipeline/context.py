@@ -196,13 +196,23 @@ def fit_text(count_tokens: Callable[[str], int], text: str, max_tokens: int) -> 
     return " ".join(words[len(words) - lo :]) if lo else ""
 
 
+@dataclass(frozen=True)
+class StaticContext:
+    """The fixed part of one file's context: the prompt text and the term-list terms in it."""
+
+    text: str | None = None
+    terms: tuple[str, ...] = ()
+
+
 class InferenceContext:
-    """The context of `dictune transcribe` (and evaluate's systems): a static part for every window, and in
-    retrieved mode, per window, the lexicon terms closest to that window's first-pass text.
+    """The context of `dictune transcribe` (and evaluate's systems): a static part for every window of a
+    file (the options' files, or a manifest line's own `context_text` / `context_terms`), and in retrieved
+    mode, per window, the lexicon terms closest to that window's first-pass text.
 
         ctx = InferenceContext(config.context, lexicon_path, engine.prompt_tokens, budget)
-        first = engine.decode_chunks(chunks, ctx.static)
-        second = engine.decode_chunks(chunks, ctx.second_pass(first)) if ctx.retrieved else first
+        static = ctx.static_for(text, terms)                       # or ctx.default
+        first = engine.decode_chunks(chunks, static.text)
+        second = engine.decode_chunks(chunks, ctx.second_pass(first, [static] * len(chunks)))
     """
 
     def __init__(self, options, lexicon_path: str | Path | None, prompt_tokens: Callable[[str], list[int]],
@@ -217,15 +227,8 @@ class InferenceContext:
         terms = _term_lines(read_context_file(options.terms_file, "context term list")) if options.terms_file else []
         if options.terms_file and not terms:
             raise DictuneError(f"{options.terms_file}: context term list holds only comments")
-        self.static_terms: list[str] = []
-        self.static = None
-        if self.mode != "none":
-            text_budget = self.max_tokens // 2 if terms else self.max_tokens  # a term list gets the rest
-            text_part = fit_text(self._count, text, text_budget) if text else ""
-            room = self.max_tokens - (self._count(text_part) if text_part else 0)
-            terms_part, used = fit_terms(self._count, terms, room) if terms and room > 1 else ("", 0)
-            self.static_terms = terms[:used]
-            self.static = join_context(text_part, terms_part)
+        self.default = self.static_for(text, terms)
+        self.static, self.static_terms = self.default.text, list(self.default.terms)
         self.retriever = None
         if self.mode == "retrieved":
             if not lexicon_path:
@@ -239,28 +242,41 @@ class InferenceContext:
     def retrieved(self) -> bool:
         return self.retriever is not None
 
-    def second_pass(self, first_texts: Sequence[str]) -> list[str | None]:
-        """Per window: the static part, then the retrieved terms that still fit."""
+    def static_for(self, text: str | None, terms: Sequence[str]) -> StaticContext:
+        """A file's fixed context: the end of `text` (a prior report; half the budget when terms are given),
+        then as many of `terms` as fit. Nothing in mode none."""
+        if self.mode == "none" or not (text or terms):
+            return StaticContext()
+        text_budget = self.max_tokens // 2 if terms else self.max_tokens  # a term list gets the rest
+        text_part = fit_text(self._count, text, text_budget) if text else ""
+        room = self.max_tokens - (self._count(text_part) if text_part else 0)
+        terms_part, used = fit_terms(self._count, list(terms), room) if terms and room > 1 else ("", 0)
+        return StaticContext(join_context(text_part, terms_part), tuple(terms[:used]))
+
+    def second_pass(self, first_texts: Sequence[str], statics: Sequence[StaticContext] | None = None
+                    ) -> list[str | None]:  # fmt: skip
+        """Per window: its file's static part, then the retrieved terms that still fit."""
         from pipeline.text import normalize_for_scoring
 
-        static = self.static or ""
-        room = self.max_tokens - (self._count(static) if static else 0)
         out = []
-        for text in first_texts:
+        for text, static in zip(first_texts, statics or [self.default] * len(first_texts)):
+            room = self.max_tokens - (self._count(static.text) if static.text else 0)
             terms = [t for t in (r.term for r in self.retriever.rank(normalize_for_scoring(text)))
-                     if t not in self.static_terms][: self.options.max_terms]  # fmt: skip
+                     if t not in static.terms][: self.options.max_terms]  # fmt: skip
             part, used = fit_terms(self._count, terms, room) if room > 1 else ("", 0)
             self.retrieved_terms.append(terms[:used])
-            out.append(join_context(static, part))
+            out.append(join_context(static.text, part))
         return out
 
-    def correct(self, texts: Sequence[str]) -> list[str]:
+    def correct(self, texts: Sequence[str], statics: Sequence[StaticContext] | None = None) -> list[str]:
         """With context.correct: each second-pass text snapped to the terms of its window's context (the
         windows of the latest second_pass call, in the same order)."""
         if not self.options.correct:
             return list(texts)
         terms = self.retrieved_terms[len(self.retrieved_terms) - len(texts) :]
-        return [snap_terms(t, (self.static_terms + w), self.options.correct_min_score) for t, w in zip(texts, terms)]
+        statics = statics or [self.default] * len(texts)
+        return [snap_terms(t, [*s.terms, *w], self.options.correct_min_score)
+                for t, w, s in zip(texts, terms, statics)]  # fmt: skip
 
     def describe(self) -> dict:
         o = self.options

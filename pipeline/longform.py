@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,22 +59,27 @@ class Chunk:
 
 
 def transcribe_group(
-    engine: Engine, audios: list[np.ndarray], options: TranscribeConfig, prompt: str | None = None,
-    second_pass: Callable[[list[str]], list[str | None]] | None = None,
-    correct: Callable[[list[str]], list[str]] | None = None,
-) -> list[list[Segment]]:
+    engine: Engine, audios: list[np.ndarray], options: TranscribeConfig,
+    prompt: str | None | Sequence[str | None] = None,
+    second_pass: Callable[[list[str], list[int]], list[str | None]] | None = None,
+    correct: Callable[[list[str], list[int]], list[str]] | None = None,
+) -> list[list[Segment]]:  # fmt: skip
     """Segments of each 16 kHz mono array; in vad mode the chunks of all arrays share decoder batches.
-    `second_pass` (vad mode only) maps each chunk's first-pass text to that chunk's context for a second
-    decode (retrieved context: every window gets its own), and `correct` post-edits the second pass."""
+    `prompt`: one for all arrays or one per array. `second_pass` (vad mode only) maps each chunk's
+    first-pass text (and the index of its array) to that chunk's context for a second decode (retrieved
+    context: every window gets its own), and `correct` post-edits the second pass."""
+    prompts = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt] * len(audios)
     if options.long_form == "sequential":
-        return [engine.decode_sequential(audio, prompt) if len(audio) else [] for audio in audios]
+        return [engine.decode_sequential(audio, p) if len(audio) else [] for audio, p in zip(audios, prompts)]
     spans = [chunk_audio(audio, options) for audio in audios]
     flat = [(i, chunk) for i, chunks in enumerate(spans) for chunk in chunks]
     chunks = [audios[i][c.start : c.end] for i, c in flat]
-    texts = engine.decode_chunks(chunks, prompt)
+    owners = [i for i, _ in flat]
+    first = [prompts[i] for i in owners]
+    texts = engine.decode_chunks(chunks, first if len(set(first)) > 1 else (first[0] if first else None))
     if second_pass is not None and chunks:
-        texts = engine.decode_chunks(chunks, second_pass(texts))
-        texts = correct(texts) if correct is not None else texts
+        texts = engine.decode_chunks(chunks, second_pass(texts, owners))
+        texts = correct(texts, owners) if correct is not None else texts
     segments: list[list[Segment]] = [[] for _ in audios]
     for (i, chunk), text in zip(flat, texts):
         if text.strip():

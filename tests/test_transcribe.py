@@ -162,6 +162,32 @@ def test_a_bad_context_file_stops_before_anything_is_transcribed(speech_clips, t
     assert engine.calls == [] and not (tmp_path / "out" / "clip_00.txt").exists()
 
 
+def test_a_manifest_line_brings_its_own_static_context(speech_clips, tmp_path):
+    """context_terms / context_text of a manifest line replace the global static context for that file only;
+    a line with a malformed context is rejected alone; context lines under context none stop the batch."""
+    terms = tmp_path / "chest.txt"
+    terms.write_text("pleural effusion\n")
+    audio = str(speech_clips[0].path)
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"id": "own-terms", "audio_filepath": audio, "context_terms": ["hydronephrosis", " "]},
+            {"id": "global", "audio_filepath": audio},
+            {"id": "prior", "audio_filepath": audio, "context_text": "the prior report said a small nodule"},
+            {"id": "bad", "audio_filepath": audio, "context_terms": "not a list"}]  # fmt: skip
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    engine = FakeEngine()
+    context = ContextConfig(mode="static", terms_file=str(terms))
+    summary = transcribe_files([str(manifest)], tmp_path / "out", "fake", engine=engine, context=context)
+    assert (summary.transcribed, summary.failed) == (3, 1)
+    assert engine.prompt == ["hydronephrosis", "pleural effusion", "report said a small nodule"]  # its end
+    reject = json.loads((tmp_path / "out" / "rejects.jsonl").read_text())
+    assert reject["line"] == 4 and "context_terms" in reject["reason"]
+    with pytest.raises(DictuneError, match="context mode is none"):
+        transcribe_files([str(manifest)], tmp_path / "out2", "fake", engine=FakeEngine())
+    alone = ContextConfig(mode="static")  # no global list: every input must bring its own
+    with pytest.raises(DictuneError, match="1 of 3 inputs"):
+        transcribe_files([str(manifest)], tmp_path / "out3", "fake", engine=FakeEngine(), context=alone)
+
+
 def test_retrieved_context_decodes_each_chunk_again_with_its_own_terms(long_recording, tmp_path):
     """Every window gets the lexicon terms closest to its own first-pass text."""
     lexicon = tmp_path / "lexicon.txt"

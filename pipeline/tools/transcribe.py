@@ -14,8 +14,10 @@ Engines: ct2 (default; faster-whisper, int8 on CPU) runs a CTranslate2 dir or a 
 exports a Hugging Face model or model + --adapter once into the cache (`dictune export --format ct2`
 does the same ahead of time); hf runs transformers, merging --adapter on load.
 Context (Whisper's previous-text slot, pipeline/context.py): static puts --context-text (a prior report)
-and --context-terms (a term list, e.g. for the exam type) before every window; retrieved decodes each
-window twice, the second time with the --lexicon terms closest to what the first pass heard.
+and --context-terms (a term list, e.g. for the exam type) before every window; a manifest line's own
+"context_text" (string) and "context_terms" (list of strings) replace them for its file. retrieved
+decodes each window twice, the second time with the --lexicon terms closest to what the first pass heard
+(after the static part, if any).
 --prompt-terms FILE is short for --context static --context-terms FILE.
 Long audio is cut at pauses into <= 25 s chunks decoded in batches (--long-form vad, the default), or
 decoded window by window with timestamps (--long-form sequential; sentence-sized subtitle cues).
