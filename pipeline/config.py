@@ -328,7 +328,7 @@ class TranscribeConfig:
     # ~8% of the words against the HF model (float32: 0-0.6%); see scripts/bench_transcribe.py
     compute_type: str = "int8"
     export_quantization: str = "float16"  # weights of CT2 exports (dictune export, ct2 auto-export)
-    max_chunk_seconds: float = 25.0  # vad mode: longest chunk (30 s chunks lost words: see longform.py)
+    max_chunk_seconds: float = 25.0  # vad mode: longest chunk (30 s chunks lost words: see inference/longform.py)
     vad_threshold: float = 0.5  # silero-vad speech probability above which a frame is speech
     min_pause_ms: int = 150  # shorter pauses are never a chunk boundary
     speech_pad_ms: int = 200  # audio kept on each side of a speech region, ms

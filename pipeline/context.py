@@ -343,7 +343,7 @@ class SystemContexts:
         return self._retriever
 
     def count_tokens(self, system) -> object:
-        from pipeline.transcription import load_processor, prompt_token_count
+        from pipeline.inference.hf import load_processor, prompt_token_count
 
         if self._counter is None:
             processor = load_processor(system.model_dir)  # the tokenizer: the same for base and adapted

@@ -203,8 +203,8 @@ def _merge_into(base_dir: Path, adapter_dir: Path, dest: Path) -> None:
     """base + LoRA merged -> weights, config, generation config and processor files in `dest`."""
     from peft import PeftModel
 
+    from pipeline.inference.hf import load_processor
     from pipeline.training.model_setup import load_base
-    from pipeline.transcription import load_processor
 
     processor = load_processor(base_dir)
     try:
@@ -242,7 +242,7 @@ def _convert_into(hf_dir: Path, dest: Path, quantization: str) -> None:
 
 def _preprocessor_config(hf_dir: Path) -> dict[str, Any]:
     """The feature-extractor settings faster-whisper reads (n_mels, hop, chunk length, n_fft, rate)."""
-    from pipeline.transcription import load_processor
+    from pipeline.inference.hf import load_processor
 
     config = load_processor(hf_dir).feature_extractor.to_dict()
     keep = ("feature_extractor_type", "feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft",

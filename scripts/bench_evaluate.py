@@ -10,7 +10,7 @@ folders, so nothing comes from a transcript cache:
 
 - "per system": every system encodes the audio itself (the code before the encoder-state store);
 - "shared states": systems whose encoder has the base model's weights decode from one stored set of
-  encoder outputs (transcription.EncoderStateStore), computed once per split.
+  encoder outputs (inference.encoder_states.EncoderStateStore), computed once per split.
 
 Prints seconds, clips encoded and the speed-up, and how many transcripts differ between the runs (the
 two must give the same words). Needs the normalize stage's splits (and train's adapter for the adapted
@@ -42,9 +42,9 @@ def main() -> int:
 
     from pipeline.cli import silence_harmless_warnings
     from pipeline.config import load_config
+    from pipeline.inference.encoder_states import EncoderStateStore
     from pipeline.models import resolve_model
     from pipeline.stages.evaluate import load_splits, plan_systems, transcribe_all
-    from pipeline.transcription import EncoderStateStore
 
     torch.set_num_threads(args.threads)
     silence_harmless_warnings()  # two transformers warnings Whisper's own generate() prints every call

@@ -1,4 +1,4 @@
-"""Seconds per clip of batched HF Whisper generate (pipeline.transcription) on short espeak-ng clips.
+"""Seconds per clip of batched HF Whisper generate (pipeline.inference.hf) on short espeak-ng clips.
 
     .venv/bin/python scripts/bench_hf_decoding.py [--model tiny.en] [--threads 1 2] [--batch 1 8 16]
         [--beams 1 5] [--clips 16] [--out bench/hf_decoding.json]
@@ -66,9 +66,9 @@ def main() -> int:
     import torch
 
     from pipeline.audio import load_mono
+    from pipeline.inference.hf import Transcriber
     from pipeline.models import resolve_model
     from pipeline.text import normalize_for_scoring
-    from pipeline.transcription import Transcriber
 
     model_dir = resolve_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:

@@ -88,8 +88,8 @@ def _dictune(
 ) -> tuple[list[str], float]:
     import dataclasses
 
-    from pipeline.batch_transcribe import transcribe_files
     from pipeline.config import TranscribeConfig
+    from pipeline.inference.batch import transcribe_files
 
     options = dataclasses.replace(TranscribeConfig(), engine=engine, compute_type=compute_type, threads=threads,
                                   formats=("json",))  # fmt: skip

@@ -19,7 +19,7 @@ LEXICON = Lexicon([
 
 @pytest.fixture(scope="module")
 def processor(tiny_whisper_dir):
-    from pipeline.transcription import load_processor
+    from pipeline.inference.hf import load_processor
 
     return load_processor(tiny_whisper_dir)
 
@@ -136,7 +136,7 @@ def test_loss_with_explicit_decoder_inputs_equals_the_shifted_labels_path(tiny_w
 def test_ct2_engine_batches_contexts_of_different_lengths(tiny_whisper_dir):
     """CTranslate2 needs the start token at one position per batch: rows are grouped by context length and
     the result equals decoding each chunk alone."""
-    from pipeline.engines import load_engine
+    from pipeline.inference.engines import load_engine
 
     engine = load_engine(str(tiny_whisper_dir), None, TranscribeConfig(engine="ct2", threads=1, max_new_tokens=6,
                                                                      compute_type="float32"))  # fmt: skip

@@ -349,8 +349,8 @@ def test_base_transcripts_of_the_evaluate_stage_are_reused_and_no_scores_skip_th
 ):
     from pipeline import runner
     from pipeline.config import load_config
+    from pipeline.inference.hf import Transcriber
     from pipeline.tools.curve import run_curve
-    from pipeline.transcription import Transcriber
 
     config_path, work = curve_project
     _write_split(work, "train", SENTENCES, 8, 0, scored=0)
@@ -367,7 +367,7 @@ def test_base_transcripts_of_the_evaluate_stage_are_reused_and_no_scores_skip_th
             decoded.append((self.adapter_dir, prompt, encoder_states is not None))
             return [""] * len(arrays)
 
-    monkeypatch.setattr("pipeline.transcription.Transcriber", Recorder)
+    monkeypatch.setattr("pipeline.inference.hf.Transcriber", Recorder)
     curve = run_curve(config)
     assert decoded and all(
         adapter is not None and (prompt is None or set(prompt) == {None}) for adapter, prompt, _ in decoded

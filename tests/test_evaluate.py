@@ -31,7 +31,7 @@ SECRET_WORDS = ("plural", "basilar", "weather", "heart", "effusion", "atelectasi
 
 
 class FakeTranscriber:
-    """Stands in for pipeline.transcription.Transcriber: known text per clip (found by its length). Every
+    """Stands in for pipeline.inference.hf.Transcriber: known text per clip (found by its length). Every
     model has the same encoder (as a decoder-only adapter leaves it)."""
 
     calls: ClassVar[list[tuple[str, str | None, int]]] = []  # (model dir name, prompt, clips)
@@ -88,7 +88,7 @@ def project(tmp_path, tiny_whisper_dir, monkeypatch):
     })  # fmt: skip
     FakeTranscriber.calls, FakeTranscriber.encoded = [], []
     FakeTranscriber.by_length = by_length
-    monkeypatch.setattr("pipeline.transcription.Transcriber", FakeTranscriber)
+    monkeypatch.setattr("pipeline.inference.hf.Transcriber", FakeTranscriber)
     return config
 
 

@@ -14,11 +14,12 @@ from audio_signals import speech_like, write
 from test_faults import _errors, _FullDisk
 from test_transcribe import FakeEngine
 
-from pipeline import cli, engines, files, manifest, runner
-from pipeline.batch_transcribe import transcribe_files
+from pipeline import cli, files, manifest, runner
 from pipeline.config import TranscribeConfig, config_from_dict, load_config
 from pipeline.errors import ConfigError
 from pipeline.faults import EnvironmentFailure
+from pipeline.inference import engines
+from pipeline.inference.batch import transcribe_files
 from pipeline.runner import STAMP_NAME
 
 SPOKEN = "the lungs are clear period"

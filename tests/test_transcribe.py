@@ -12,13 +12,13 @@ import pytest
 import soundfile as sf
 from lora_adapters import make_lora_adapter, make_other_whisper
 
-from pipeline.batch_transcribe import collect_inputs, transcribe_files
 from pipeline.cli import main
 from pipeline.config import ContextConfig, TranscribeConfig
-from pipeline.engines import Segment
 from pipeline.errors import DictuneError
-from pipeline.longform import Chunk, chunk_audio, pack_regions, transcribe_group
-from pipeline.subtitles import srt_text, timestamp, vtt_text
+from pipeline.inference.batch import collect_inputs, transcribe_files
+from pipeline.inference.engines import Segment
+from pipeline.inference.longform import Chunk, chunk_audio, pack_regions, transcribe_group
+from pipeline.inference.subtitles import srt_text, timestamp, vtt_text
 
 SR = 16000
 PAUSE_SECONDS = 1.0  # between the clips of a long recording
@@ -271,7 +271,7 @@ def test_adapter_for_another_model_is_refused(tiny_whisper_dir, speech_clips, tm
 
 def test_ct2_engine_exports_an_adapted_model_once(tiny_whisper_dir, speech_clips, tmp_path, caplog):
     pytest.importorskip("faster_whisper")
-    from pipeline.engines import load_engine
+    from pipeline.inference.engines import load_engine
 
     adapter = make_lora_adapter(tiny_whisper_dir, tmp_path / "adapter")
     options = TranscribeConfig(engine="ct2", threads=1, max_new_tokens=8)

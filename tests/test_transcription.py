@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.errors import DictuneError
-from pipeline.transcription import (
+from pipeline.inference.encoder_states import EncoderStateStore
+from pipeline.inference.hf import (
     SAMPLE_RATE,
-    EncoderStateStore,
     Transcriber,
     _strip_prompt_tokens,
     fit_prompt,

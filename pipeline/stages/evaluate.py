@@ -16,9 +16,9 @@ evaluate.prompt_max_tokens (at most Whisper's max_target_positions // 2 - 1 = 22
 Transcripts are cached: each transcripts/<system>/<split>.jsonl has a key (hash of the model files, the
 prompt, the decoding options and the audio) in <split>.key, and a matching key means no decoding. So
 rerunning evaluate after training decodes only the adapted systems. The base encoder's outputs on each
-split are kept in encoder_states/ (transcription.EncoderStateStore): the systems whose encoder has the
-same weights (base, base+prompt, and adapted ones when train.adapt=decoder) decode from them instead of
-encoding the audio again, with the same transcripts. References are scored in their
+split are kept in encoder_states/ (inference.encoder_states.EncoderStateStore): the systems whose
+encoder has the same weights (base, base+prompt, and adapted ones when train.adapt=decoder) decode from
+them instead of encoding the audio again, with the same transcripts. References are scored in their
 `text_norm` form (normalize_for_scoring of the text when absent), hypotheses as
 normalize_for_scoring(hyp), which interprets spoken dictation commands first (format_dictation), as the
 references' text_norm did. Logs carry counts and numbers, never text.
@@ -125,7 +125,8 @@ def inputs(config: Config) -> list[Path]:
     paths += [config.stage_dir("train") / name for name in ("merged", "adapter")]
     if config.lexicon:
         paths.append(Path(config.lexicon))
-    code = ("text.py", "metrics.py", "transcription.py", "report.py", "clinical.py", "clinical_report.py")
+    code = ("text.py", "metrics.py", "inference/hf.py", "inference/encoder_states.py", "report.py", "clinical.py",
+            "clinical_report.py")  # fmt: skip
     return paths + [_PACKAGE_DIR / name for name in code]
 
 
@@ -186,7 +187,7 @@ def run(config: Config) -> dict[str, Any]:
 def encoder_store(config: Config, base_dir: Path) -> Any:
     """The store of the base encoder's outputs on the evaluated clips (shared with `dictune curve`), or
     None with evaluate.share_encoder_states=false."""
-    from pipeline.transcription import EncoderStateStore
+    from pipeline.inference.encoder_states import EncoderStateStore
 
     if not config.evaluate.share_encoder_states:
         return None
@@ -343,8 +344,8 @@ def plan_systems(config: Config, base_dir: Path) -> tuple[list[System], Any, lis
 
 def build_prompt(config: Config, model_dir: Path) -> tuple[Prompt | None, str | None]:
     """The vocabulary prompt (PROMPT_RULE), or None and a note saying why there is none."""
+    from pipeline.inference.hf import fit_prompt, load_processor, prompt_limit, prompt_token_count
     from pipeline.lexicon import load_lexicon
-    from pipeline.transcription import fit_prompt, load_processor, prompt_limit, prompt_token_count
 
     if not config.lexicon:
         return None, "no lexicon is configured: the +prompt systems are skipped"
@@ -447,7 +448,7 @@ def _with(base: Path, suffix: str) -> Path:
 
 
 def _make_transcriber(config: Config, system: System) -> Any:
-    from pipeline.transcription import Transcriber
+    from pipeline.inference.hf import Transcriber
 
     e = config.evaluate
     return Transcriber(system.model_dir, adapter_dir=system.adapter_dir, device=e.device, batch_size=e.batch_size,

@@ -41,7 +41,7 @@ def run(config: Config) -> dict[str, Any]:
 
 
 def _transcribe(config: Config, out_dir: Path) -> dict[str, Any]:
-    from pipeline.batch_transcribe import transcribe_files
+    from pipeline.inference.batch import transcribe_files
     from pipeline.models import resolve_model
     from pipeline.stages.evaluate import adapted_model
 

@@ -116,7 +116,7 @@ def context_from_args(args: argparse.Namespace) -> ContextConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.batch_transcribe import transcribe_files
+    from pipeline.inference.batch import transcribe_files
 
     summary = transcribe_files(
         args.inputs, args.out, args.model, adapter_dir=args.adapter, options=options_from_args(args),

@@ -1,4 +1,4 @@
-"""Batched short-form Whisper transcription with Hugging Face transformers.
+"""Batched short-form Whisper transcription with Hugging Face transformers, and the `hf` engine on it.
 
     transcriber = Transcriber(model_dir, batch_size=8, num_beams=1)
     texts = transcriber.transcribe(arrays)                     # one string per 16 kHz float array
@@ -17,8 +17,11 @@ Encoder states: Whisper always encodes a 30 s window, and at tiny.en size on one
 about 70% of greedy decoding. Systems that share an encoder (the base model with and without a prompt, and
 a decoder-only adapter on it) can share its outputs: `encode` computes them in the batches `transcribe`
 uses, and `transcribe(..., encoder_states=...)` decodes from them, giving the same tokens as decoding from
-the audio. `EncoderStateStore` keeps them on disk per set of clips, keyed by a hash of the encoder's
-weights, the feature settings, the precision, the batch size and the audio.
+the audio. `pipeline.inference.encoder_states.EncoderStateStore` keeps them on disk per set of clips,
+keyed by a hash of the encoder's weights, the feature settings, the precision, the batch size and the audio.
+
+`HfEngine` is the `hf` engine of `dictune transcribe` (pipeline.inference.engines): a Transcriber for
+batched chunks, transformers' long-form generate for sequential decoding.
 
 Nothing here logs transcript text above DEBUG.
 """
@@ -32,11 +35,15 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.errors import DictuneError
+from pipeline.inference.engines import WINDOW_SAMPLES, Segment, first_line
+
+if TYPE_CHECKING:
+    from pipeline.config import TranscribeConfig
 
 logger = logging.getLogger("dictune")
 
@@ -313,55 +320,79 @@ def _merge_adapter(model: Any, adapter_dir: Path) -> tuple[Any, bool]:
     return peft_model.merge_and_unload(), encoder_adapted
 
 
-class EncoderStateStore:
-    """Encoder outputs of whole sets of clips, one float32 .npy per (encoder, audio): <root>/<key>.npy.
+# ------------------------------------------------------------------------------------- hf engine
 
-    Read back (memory-mapped) by any Transcriber whose encoder_key() matches, so it is shared by every
-    system with the same encoder weights. Written only for the base model's encoder (base_dir, no
-    adapter or one that leaves the encoder alone), which is the one several systems share; other
-    encoders are not stored.
-    """
 
-    def __init__(self, root: str | os.PathLike, base_dir: str | os.PathLike):
-        self.root = Path(root)
-        self.base_dir = Path(base_dir)
-        self.used: set[str] = set()  # file names read or written through this store
-        self.encoded = 0  # clips encoded here
+class HfEngine:
+    name = "hf"
 
-    def states(
-        self, transcriber: Transcriber, audio_arrays: Sequence[np.ndarray], audio_key: str, progress: bool = False
-    ) -> np.ndarray | None:
-        """The stored states of these clips for this transcriber's encoder; encoded and stored when the
-        encoder is the base model's; None otherwise (the caller decodes from the audio)."""
-        from pipeline.files import atomic_open, sha256_json
+    def __init__(self, spec: str, adapter: Path | None, options: TranscribeConfig, cache_dir: str | None):
+        from pipeline.export import check_adapter
+        from pipeline.models import resolve_model
 
-        key = sha256_json({"encoder": transcriber.encoder_key(), "audio": audio_key, "clips": len(audio_arrays)})
-        path = self.root / f"{key}.npy"
+        self.spec, self.adapter, self.options = spec, adapter, options
+        self.model_path = Path(resolve_model(spec, cache_dir=cache_dir))
+        if adapter is not None:
+            check_adapter(self.model_path, adapter)
+        _set_torch_threads(options.threads)
         try:
-            stored = np.load(path, mmap_mode="r")
-            if stored.shape[0] == len(audio_arrays):
-                self.used.add(path.name)
-                return stored
-        except (OSError, ValueError):
-            pass
-        shared = transcriber.model_dir.resolve() == self.base_dir.resolve() and not transcriber.encoder_adapted
-        if not shared:
-            return None
-        states = transcriber.encode(audio_arrays, progress=progress)
-        with atomic_open(path, "wb") as handle:
-            np.save(handle, states)
-        self.used.add(path.name)
-        self.encoded += len(audio_arrays)
-        return states
+            self.transcriber = Transcriber(
+                self.model_path, adapter_dir=adapter, device=options.device, batch_size=options.batch_size,
+                num_beams=options.num_beams, max_new_tokens=options.max_new_tokens, language=options.language,
+            )  # fmt: skip
+        except RuntimeError as e:  # peft/torch load failures the check above did not foresee
+            raise DictuneError(f"{adapter or self.model_path}: cannot be loaded ({first_line(e)})") from e
 
-    def prune(self) -> int:
-        """Remove stored states not used through this store (an old test set, an old base); returns how many.
-        Does nothing when the store was not used (every transcript came from a cache)."""
-        if not self.used:
-            return 0
-        removed = 0
-        for path in self.root.glob("*.npy"):
-            if path.name not in self.used:
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | list[str | None] | None) -> list[str]:
+        """One context for all chunks, or one per chunk."""
+        return self.transcriber.transcribe(chunks, prompt=prompt) if chunks else []
+
+    def decode_sequential(self, audio: np.ndarray, prompt: str | None) -> list[Segment]:
+        """transformers' long-form generate: 30 s windows, each continued from its last timestamp."""
+        import torch
+
+        t = self.transcriber
+        audio = np.asarray(audio, dtype=np.float32)
+        longer = {"truncation": False, "padding": "longest"} if len(audio) > WINDOW_SAMPLES else {}
+        inputs = t.processor.feature_extractor(
+            audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True, **longer
+        )
+        kwargs: dict[str, Any] = {"num_beams": t.options.num_beams, "do_sample": False}
+        if prompt and prompt.strip():
+            kwargs["prompt_ids"] = t.processor.get_prompt_ids(prompt.strip(), return_tensors="pt").to(
+                t.device
+            )
+        if getattr(t.model.generation_config, "is_multilingual", False) and t.options.language:
+            kwargs.update(language=t.options.language, task="transcribe")
+        with torch.inference_mode():
+            out = t.model.generate(
+                inputs.input_features.to(t.device, dtype=t.model.dtype),
+                attention_mask=inputs.attention_mask.to(t.device), return_timestamps=True, return_segments=True,
+                condition_on_prev_tokens=False, **kwargs,
+            )  # fmt: skip
+        segments = []
+        for seg in out["segments"][0]:
+            text = t.processor.tokenizer.decode(seg["tokens"], skip_special_tokens=True).strip()
+            logger.debug("segment: %s", text)
+            if text:
+                segments.append(Segment(float(seg["start"]), float(seg["end"]), text))
+        return segments
+
+    def prompt_tokens(self, text: str) -> list[int]:
+        return list(self.transcriber.processor.get_prompt_ids(text))
+
+    def max_prompt_tokens(self) -> int:
+        return self.transcriber.max_prompt_tokens
+
+    def describe(self) -> dict[str, Any]:
+        o = self.options
+        return {"engine": self.name, "model": self.spec, "model_path": str(self.model_path),
+                "adapter": str(self.adapter) if self.adapter else None, "device": o.device,
+                "num_beams": o.num_beams, "batch_size": o.batch_size, "max_new_tokens": o.max_new_tokens}  # fmt: skip
+
+
+def _set_torch_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ paragraph" -> paragraphs), <name>.json (segments with start/end/text, the format
 and options echoed), <name>.srt and <name>.vtt (one cue per segment); `name` is the file's stem (a
 manifest line's `id` when it has one), made unique with -2, -3... A file that cannot be used (missing,
 unreadable, empty, unsupported format, undecodable) gets a one-line error on stderr and a line in
-out_dir/rejects.jsonl; the others are still transcribed. Decoding goes through pipeline.longform.
+out_dir/rejects.jsonl; the others are still transcribed. Decoding goes through pipeline.inference.longform.
 
 Nothing here logs transcript text above DEBUG: the files are the output.
 """
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ContextConfig, TranscribeConfig
-from pipeline.engines import Engine, Segment
 from pipeline.errors import DictuneError
+from pipeline.inference.engines import Engine, Segment
 from pipeline.manifest import ManifestError, Reject, iter_jsonl, write_rejects
 
 logger = logging.getLogger("dictune")
@@ -167,7 +167,7 @@ def write_outputs(
 ) -> None:  # fmt: skip
     """<name>.txt / .json / .srt / .vtt for one file, each written atomically."""
     from pipeline.files import atomic_write_json, atomic_write_text
-    from pipeline.subtitles import srt_text, vtt_text
+    from pipeline.inference.subtitles import srt_text, vtt_text
     from pipeline.text import format_dictation
 
     spoken = " ".join(s.text for s in segments)
@@ -203,7 +203,7 @@ def transcribe_files(
     lexicon or context file) raises DictuneError before anything is decoded. `engine` reuses an engine
     already loaded."""
     from pipeline.context import InferenceContext
-    from pipeline.engines import load_engine
+    from pipeline.inference.engines import load_engine
 
     options = options or TranscribeConfig()
     context = context or ContextConfig()
@@ -257,7 +257,7 @@ def _run_groups(
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from pipeline.longform import transcribe_group
+    from pipeline.inference.longform import transcribe_group
 
     group: list[tuple[InputItem, np.ndarray]] = []
     done, seconds = 0, 0.0

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import TranscribeConfig
-from pipeline.engines import Engine, Segment
+from pipeline.inference.engines import Engine, Segment
 
 logger = logging.getLogger("dictune")
 
