@@ -201,14 +201,13 @@ def export_model(
 
 def _merge_into(base_dir: Path, adapter_dir: Path, dest: Path) -> None:
     """base + LoRA merged -> weights, config, generation config and processor files in `dest`."""
-    from peft import PeftModel
-
     from pipeline.inference.hf import load_processor
+    from pipeline.models.merge import merge_adapter
     from pipeline.training.model_setup import load_base
 
     processor = load_processor(base_dir)
     try:
-        model = PeftModel.from_pretrained(load_base(base_dir), str(adapter_dir)).merge_and_unload()
+        model = merge_adapter(load_base(base_dir), adapter_dir).model
     except pickle.UnpicklingError as e:
         raise AdapterMismatch(f"{adapter_dir}: {REFUSED_PICKLE}") from e
     except (RuntimeError, ValueError, KeyError, OSError) as e:  # peft's load/merge failures

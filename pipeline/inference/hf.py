@@ -305,19 +305,17 @@ def _load_model(model_dir: Path, adapter_dir: Path | None, device: str, dtype: A
 
 
 def _merge_adapter(model: Any, adapter_dir: Path) -> tuple[Any, bool]:
-    """Load a peft adapter and merge it into the weights (decoding is then as fast as the base);
-    also says whether it adapts any encoder module."""
-    from peft import PeftModel
+    """Merge a peft adapter into the weights (decoding is then as fast as the base); also says whether it
+    adapts any encoder module."""
+    from pipeline.models.merge import merge_adapter
 
     try:
-        peft_model = PeftModel.from_pretrained(model, adapter_dir)
+        merged = merge_adapter(model, adapter_dir)
     except pickle.UnpicklingError as e:  # torch's multi-line advice to unpickle anyway is not repeated
         raise DictuneError(f"{adapter_dir}: refused: a pickle holding more than plain tensors") from e
     except (OSError, ValueError) as e:
         raise DictuneError(f"{adapter_dir}: not a peft adapter for this model ({e})") from e
-    encoder = peft_model.get_base_model().get_encoder()
-    encoder_adapted = any(hasattr(module, "lora_A") for module in encoder.modules())
-    return peft_model.merge_and_unload(), encoder_adapted
+    return merged.model, merged.encoder_adapted
 
 
 # ------------------------------------------------------------------------------------- hf engine

@@ -31,10 +31,10 @@ def export_adapter(peft_model: Any, processor: Any, out_dir: Path) -> Path:
 
 
 def export_merged_from_adapter(base_dir: Path, adapter_dir: Path, processor: Any, out_dir: Path) -> Path:
-    from peft import PeftModel
+    from pipeline.models.merge import merge_adapter
 
     base = load_base(base_dir)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = merge_adapter(base, adapter_dir).model
     return _save_model(merged, processor, out_dir)
 
 
