@@ -47,6 +47,7 @@ from pipeline.manifest import (
     write_jsonl,
     write_rejects,
 )
+from pipeline.training.export import adapted_model
 
 logger = logging.getLogger("dictune")
 
@@ -133,20 +134,6 @@ def inputs(config: Config) -> list[Path]:
 def stat_inputs(config: Config) -> list[Path]:
     """The audio its manifests name, compared by size and mtime (a replaced recording reruns the stage)."""
     return manifest_audio_paths(inputs(config))
-
-
-def adapted_model(
-    config: Config, base_dir: Path, train_dir: Path | None = None
-) -> tuple[Path, Path | None] | None:
-    """(model dir, adapter dir or None) of the adapted system in train_dir (default: the train stage's
-    folder), or None when train has not run."""
-    train_dir = train_dir or config.stage_dir("train")
-    merged, adapter = train_dir / "merged", train_dir / "adapter"
-    if (merged / "config.json").is_file():
-        return merged, None
-    if (adapter / "adapter_config.json").is_file():
-        return base_dir, adapter
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- run

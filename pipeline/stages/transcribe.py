@@ -43,7 +43,7 @@ def run(config: Config) -> dict[str, Any]:
 def _transcribe(config: Config, out_dir: Path) -> dict[str, Any]:
     from pipeline.inference.batch import transcribe_files
     from pipeline.models import resolve_model
-    from pipeline.stages.evaluate import adapted_model
+    from pipeline.training.export import adapted_model
 
     if not config.transcribe.inputs:
         logger.info("transcribe: transcribe.inputs is empty, nothing to do")

@@ -376,13 +376,13 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
     from pipeline.stages import train as train_stage
     from pipeline.stages.evaluate import (
         System,
-        adapted_model,
         encoder_store,
         load_splits,
         report_options,
         score_all,
         transcribe_all,
     )
+    from pipeline.training.export import adapted_model
 
     point_config = _point_config(config, job)
     key = _point_key(point_config, job)

@@ -7,7 +7,8 @@
 
 The merged model is built from a fresh float32 copy of the base with the saved adapter merged in, so it
 carries the base model's own config (no training-only settings such as SpecAugment) and generation
-config. Both directories appear atomically.
+config. Both directories appear atomically. `adapted_model` finds what a training run left, for the stages
+and tools that decode with it (evaluate, transcribe, curve).
 """
 
 from __future__ import annotations
@@ -16,10 +17,25 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import Config
 from pipeline.files import atomic_dir
 from pipeline.training.model_setup import load_base
 
 logger = logging.getLogger("dictune")
+
+
+def adapted_model(
+    config: Config, base_dir: Path, train_dir: Path | None = None
+) -> tuple[Path, Path | None] | None:
+    """(model dir, adapter dir or None) of the adapted system in train_dir (default: the train stage's
+    folder), or None when train has not run."""
+    train_dir = train_dir or config.stage_dir("train")
+    merged, adapter = train_dir / "merged", train_dir / "adapter"
+    if (merged / "config.json").is_file():
+        return merged, None
+    if (adapter / "adapter_config.json").is_file():
+        return base_dir, adapter
+    return None
 
 
 def export_adapter(peft_model: Any, processor: Any, out_dir: Path) -> Path:
