@@ -19,7 +19,6 @@ Nothing here logs transcript text above DEBUG.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,6 @@ import numpy as np
 
 from pipeline.config import TranscribeConfig
 from pipeline.errors import DictuneError
-
-logger = logging.getLogger("dictune")
 
 SAMPLE_RATE = 16000  # Hz
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window; longer audio takes the long-form path of generate
