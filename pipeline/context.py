@@ -58,6 +58,13 @@ def fit_terms(count_tokens: Callable[[str], int], terms: Sequence[str], max_toke
     return terms_text(terms[:lo]), lo
 
 
+def term_context(count_tokens: Callable[[str], int], terms: Sequence[str], max_tokens: int
+                 ) -> tuple[str | None, list[str]]:  # fmt: skip
+    """A term-list context of as many of `terms` as fit: (text or None, the terms in it)."""
+    text, used = fit_terms(count_tokens, terms, max_tokens)
+    return (text or None), list(terms[:used])
+
+
 def join_context(*parts: str | None) -> str | None:
     """Non-empty parts joined by a space (a prior report's text, then a term list), or None."""
     text = " ".join(p.strip() for p in parts if p and p.strip())
@@ -111,9 +118,7 @@ class TermRetriever:
     def context(self, hypothesis_norm: str, count_tokens: Callable[[str], int], max_tokens: int,
                 max_terms: int) -> tuple[str | None, list[str]]:  # fmt: skip
         """The retrieved context of one hypothesis: (text or None, the terms in it)."""
-        ranked = [r.term for r in self.rank(hypothesis_norm)][:max_terms]
-        text, used = fit_terms(count_tokens, ranked, max_tokens)
-        return (text or None), ranked[:used]
+        return term_context(count_tokens, [r.term for r in self.rank(hypothesis_norm)][:max_terms], max_tokens)
 
 
 def modality_terms(lexicon, records) -> dict[str, list[str]]:
@@ -121,14 +126,13 @@ def modality_terms(lexicon, records) -> dict[str, list[str]]:
     first (ties alphabetical)."""
     from collections import Counter
 
-    from pipeline.text import normalize_for_scoring
+    from pipeline.manifest import reference_norm
 
     counts: dict[str, Counter] = {}
     for record in records:
         modality = record.extra.get("modality")
         if modality:
-            text = record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
-            counts.setdefault(modality, Counter()).update(m.term for m in lexicon.find(text.split()))
+            counts.setdefault(modality, Counter()).update(m.term for m in lexicon.find(reference_norm(record).split()))
     return {m: [lexicon.display[t] for t, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))]
             for m, c in sorted(counts.items())}  # fmt: skip
 
@@ -136,9 +140,8 @@ def modality_terms(lexicon, records) -> dict[str, list[str]]:
 def irrelevant_contexts(lexicon, config, records, max_terms: int) -> list[list[str]]:
     """A wrong context per record: the terms of the next other modality (in sorted order) of the training
     text, minus any term of the record's own reference. Records without a modality get none."""
-    from pipeline.manifest import read_manifest
+    from pipeline.manifest import read_manifest, reference_norm
     from pipeline.new_words import training_manifests
-    from pipeline.text import normalize_for_scoring
 
     train = [r for path in training_manifests(config) for r in read_manifest(path)]
     by_modality = modality_terms(lexicon, train)
@@ -150,8 +153,7 @@ def irrelevant_contexts(lexicon, config, records, max_terms: int) -> list[list[s
             out.append([])
             continue
         other = order[(order.index(modality) + 1) % len(order)]
-        text = record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
-        own = {lexicon.display[m.term] for m in lexicon.find(text.split())}
+        own = {lexicon.display[m.term] for m in lexicon.find(reference_norm(record).split())}
         out.append([t for t in by_modality[other] if t not in own][:max_terms])
     return out
 
@@ -315,7 +317,7 @@ class SystemContexts:
             return [text for text, _ in out], [terms for _, terms in out]
         if system.context == "irrelevant":
             lists = irrelevant_contexts(self.lexicon(), self.config, split.records, self.config.context.max_terms)
-            texts = [self._fit(system, terms) for terms in lists]
+            texts = [term_context(self.count_tokens(system), terms, self.config.context.max_tokens) for terms in lists]
             return [t for t, _ in texts], [u for _, u in texts]
         return [None] * n, [[]] * n
 
@@ -325,10 +327,6 @@ class SystemContexts:
         if system.context != "retrieved" or not c.correct:
             return texts
         return [snap_terms(text, t, c.correct_min_score) for text, t in zip(texts, terms)]
-
-    def _fit(self, system, terms: list[str]) -> tuple[str | None, list[str]]:
-        text, used = fit_terms(self.count_tokens(system), terms, self.config.context.max_tokens)
-        return text or None, terms[:used]
 
     def lexicon(self) -> object:
         from pipeline.lexicon import load_lexicon
@@ -371,10 +369,10 @@ def snap_terms(text: str, terms: Sequence[str], min_score: float) -> str:
     own = [t.lower().replace("-", " ").split() for t in terms]
     taken: set[int] = set()  # words of context terms already written: never rewritten
     for term_words in own:
-        glued_words = ["".join(w.replace("'", "") for w in term_words)]
+        glued = "".join(w.replace("'", "") for w in term_words)
         n = len(term_words)
         for i in range(len(words) - n + 1):
-            if lowered[i : i + n] == term_words or "".join(lowered[i : i + n]) == glued_words[0]:
+            if lowered[i : i + n] == term_words or "".join(lowered[i : i + n]) == glued:
                 taken.update(range(i, i + n))
     candidates = []
     for term in terms:

@@ -166,6 +166,13 @@ def read_rejects(path: str | os.PathLike) -> list[Reject]:
     return [Reject(**obj) for _, obj in iter_jsonl(path)]
 
 
+def reference_norm(record: Record) -> str:
+    """A record's reference in scoring form: its text_norm, else its text normalized for scoring."""
+    from pipeline.text import normalize_for_scoring
+
+    return record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
+
+
 def resolve_audio_path(record: Record, manifest_path: str | os.PathLike) -> Path:
     """A record's audio path as an absolute path (relative paths are relative to the manifest)."""
     audio = Path(record.audio_filepath)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.lexicon import Lexicon
-from pipeline.manifest import read_manifest
+from pipeline.manifest import read_manifest, reference_norm
 
 CONTEXT_SUFFIXES = ("+prompt", "+retrieved", "+irrelevant")
 
@@ -48,13 +48,6 @@ def split_lexicon(lexicon: Lexicon, texts_norm: Iterable[str]) -> tuple[Lexicon,
 
 def _identity(text: str) -> str:
     return text
-
-
-def reference_norm(record) -> str:
-    """A record's reference in scoring form (its text_norm, else the normalized text)."""
-    from pipeline.text import normalize_for_scoring
-
-    return record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
 
 
 def seen_unseen(config, lexicon: Lexicon) -> tuple[Lexicon, Lexicon]:

@@ -43,6 +43,7 @@ from pipeline.manifest import (
     iter_jsonl,
     manifest_audio_paths,
     read_manifest,
+    reference_norm,
     resolve_audio_path,
     write_jsonl,
     write_rejects,
@@ -422,12 +423,6 @@ def transcribe_all(
             info[system.name][split.name] = {"terms": terms, "decode_seconds": seconds,
                                              "retrieval_seconds": retrieval_seconds}  # fmt: skip
     return hyps, info
-
-
-def reference_norm(record: Record) -> str:
-    from pipeline.text import normalize_for_scoring
-
-    return record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
 
 
 def _with(base: Path, suffix: str) -> Path:
