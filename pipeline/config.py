@@ -254,9 +254,12 @@ class ContextConfig:
     max_terms: int = 30  # retrieved (and evaluate's irrelevant context): most terms in one context
     max_tokens: int = 223  # context tokens at most (capped at Whisper's max_target_positions // 2 - 1)
     # retrieved: after the second pass, rewrite a word n-gram that sounds and looks like one of its context's
-    # terms (score >= correct_min_score) as that term (pipeline.context.snap_terms)
-    correct: bool = False
+    # terms (score >= correct_min_score) as that term, unless all its words are real words: lexicon words or
+    # English words with a wordfreq Zipf frequency >= correct_known_zipf (null: lexicon words only);
+    # pipeline/correction.py
+    correct: bool = True
     correct_min_score: float = 85.0
+    correct_known_zipf: float | None = 3.0
 
     def problems(self) -> list[str]:
         out = []
@@ -264,6 +267,8 @@ class ContextConfig:
             out.append(f"context.mode: must be one of {', '.join(CONTEXT_MODES)}, got {self.mode!r}")
         if not 0 <= self.min_score <= 100 or not 0 <= self.correct_min_score <= 100:
             out.append("context.min_score / context.correct_min_score: must be in [0, 100]")
+        if self.correct_known_zipf is not None and not 0 <= self.correct_known_zipf <= 8:
+            out.append("context.correct_known_zipf: must be in [0, 8] (wordfreq's Zipf scale) or null")
         if self.max_terms < 1 or self.max_tokens < 2:
             out.append("context.max_terms must be >= 1 and context.max_tokens >= 2")
         return out

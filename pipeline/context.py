@@ -21,7 +21,6 @@ Nothing here logs transcript text.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +238,7 @@ class InferenceContext:
 
             self.retriever = TermRetriever(load_lexicon(lexicon_path), options.min_score)
         self.retrieved_terms: list[list[str]] = []  # per second-pass window, for the summary
+        self._known = None  # context.correct's real-word test, built on first use
 
     @property
     def retrieved(self) -> bool:
@@ -275,9 +275,14 @@ class InferenceContext:
         windows of the latest second_pass call, in the same order)."""
         if not self.options.correct:
             return list(texts)
+        from pipeline.correction import KnownWords, snap_terms
+
+        if self._known is None:
+            lexicon = self.retriever.lexicon.display.values() if self.retriever else ()
+            self._known = KnownWords(lexicon, self.options.correct_known_zipf)
         terms = self.retrieved_terms[len(self.retrieved_terms) - len(texts) :]
         statics = statics or [self.default] * len(texts)
-        return [snap_terms(t, [*s.terms, *w], self.options.correct_min_score)
+        return [snap_terms(t, [*s.terms, *w], self.options.correct_min_score, self._known)
                 for t, w, s in zip(texts, terms, statics)]  # fmt: skip
 
     def describe(self) -> dict:
@@ -300,6 +305,7 @@ class SystemContexts:
         self._lexicon = None
         self._retriever = None
         self._counter = None
+        self._known = None
 
     def make(self, system, split, first_pass: list[str] | None) -> tuple[list, list[list[str]]]:
         n = len(split.records)
@@ -326,7 +332,11 @@ class SystemContexts:
         c = self.config.context
         if system.context != "retrieved" or not c.correct:
             return texts
-        return [snap_terms(text, t, c.correct_min_score) for text, t in zip(texts, terms)]
+        from pipeline.correction import KnownWords, snap_terms
+
+        if self._known is None:
+            self._known = KnownWords(self.lexicon().display.values(), c.correct_known_zipf)
+        return [snap_terms(text, t, c.correct_min_score, self._known) for text, t in zip(texts, terms)]
 
     def lexicon(self) -> object:
         from pipeline.lexicon import load_lexicon
@@ -347,55 +357,3 @@ class SystemContexts:
             processor = load_processor(system.model_dir)  # the tokenizer: the same for base and adapted
             self._counter = lambda text: prompt_token_count(processor, text)
         return self._counter
-
-
-# ---------------------------------------------------------------------------------------------- correction
-
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-
-
-def snap_terms(text: str, terms: Sequence[str], min_score: float) -> str:
-    """Replace word n-grams of a transcript that sound and look like a context term (TermRetriever's score
-    >= min_score) but are not it, by the term: "infal trait" -> "infiltrate" when "infiltrate" was in the
-    context. Only terms of the context are written; the best-scoring spans first, never overlapping; a
-    span that already is a context term or its first word's capital is kept as written."""
-    import jellyfish
-    from rapidfuzz.distance import Indel
-
-    words = list(_WORD.finditer(text))
-    if not words or not terms:
-        return text
-    lowered = [w.group(0).lower().replace("-", "").replace("'", "") for w in words]
-    own = [t.lower().replace("-", " ").split() for t in terms]
-    taken: set[int] = set()  # words of context terms already written: never rewritten
-    for term_words in own:
-        glued = "".join(w.replace("'", "") for w in term_words)
-        n = len(term_words)
-        for i in range(len(words) - n + 1):
-            if lowered[i : i + n] == term_words or "".join(lowered[i : i + n]) == glued:
-                taken.update(range(i, i + n))
-    candidates = []
-    for term in terms:
-        glued = "".join(term.lower().replace("-", " ").split())
-        code = jellyfish.metaphone(glued)
-        for n in range(1, MAX_NGRAM + 1):
-            for i in range(len(words) - n + 1):
-                span = "".join(lowered[i : i + n])
-                if not taken.isdisjoint(range(i, i + n)):
-                    continue
-                if min(len(span), len(glued)) < LENGTH_RATIO * max(len(span), len(glued)):
-                    continue
-                score = 50.0 * (Indel.normalized_similarity(span, glued)
-                                + Indel.normalized_similarity(jellyfish.metaphone(span), code))  # fmt: skip
-                if score >= min_score:
-                    candidates.append((score, i, i + n, term))
-    chosen = []
-    for score, start, end, term in sorted(candidates, key=lambda c: (-c[0], c[1], c[3])):
-        if taken.isdisjoint(range(start, end)):
-            taken.update(range(start, end))
-            chosen.append((start, end, term))
-    for start, end, term in sorted(chosen, reverse=True):
-        first, last = words[start], words[end - 1]
-        written = term[0].upper() + term[1:] if first.group(0)[0].isupper() else term
-        text = text[: first.start()] + written + text[last.end() :]
-    return text

@@ -148,23 +148,6 @@ def test_ct2_engine_batches_contexts_of_different_lengths(tiny_whisper_dir):
     assert together == alone
 
 
-@pytest.mark.parametrize(
-    "text, terms, expected",
-    [
-        ("Patchy infal trait at the right base.", ["infiltrate", "bullae"], "Patchy infiltrate at the right base."),
-        ("No plural effusion.", ["pleural effusion"], "No pleural effusion."),
-        ("Echo genic kidneys.", ["echogenic"], "Echogenic kidneys."),
-        ("No pleural effusion.", ["pleural effusion"], "No pleural effusion."),  # already right: untouched
-        ("The weather is nice today.", ["pleural effusion", "infiltrate"], "The weather is nice today."),
-        ("By bezel or eight lictasis.", ["bibasilar atelectasis"], "By bezel or eight lictasis."),  # too far
-    ],
-)
-def test_snap_terms_rewrites_only_close_sound_alikes_of_context_terms(text, terms, expected):
-    from pipeline.context import snap_terms
-
-    assert snap_terms(text, terms, 85) == expected
-
-
 def test_inference_context_static_text_keeps_its_end_in_half_the_budget_and_terms_fill_the_rest(tmp_path):
     from pipeline.config import ContextConfig
     from pipeline.context import InferenceContext
