@@ -54,7 +54,7 @@ def test_inference_context_corrects_each_window_with_its_own_retrieved_terms_and
     from pipeline.context import InferenceContext
 
     (tmp_path / "lexicon.txt").write_text("\n".join([*LEXICON, "chronic pancreatitis"]) + "\n")
-    words = lambda text: ["<prev>", *text.split()]  # noqa: E731
+    words = lambda text: ["<prev>", *text.split()]
     first = ["small high atal hernia", "the cotta equina is normal chronic pancreatitis"]
     texts = ["Small high atal hernia.", "The cotta equina is normal. Chronic pancreatitis."]
     on = InferenceContext(ContextConfig(mode="retrieved", correct=True), tmp_path / "lexicon.txt", words, 64)
