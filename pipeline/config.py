@@ -56,6 +56,30 @@ DEFAULT_TRAIN_VOICES = {
 
 
 @dataclass(frozen=True)
+class ArchiveSynthConfig:
+    """Training audio from a report archive (pipeline/tts/archive.py): its sentences read by train voices."""
+
+    path: str  # a folder of .txt reports, a .jsonl (one report a line) or a .csv / .tsv file
+    fields: tuple[str, ...] = ("text",)  # JSONL fields / CSV columns holding the report text
+    minutes: float = 10.0  # audio budget (estimated at 2.5 words a second before rendering)
+    repeats: int = 3  # renderings each lexicon term should get (demo training text included)
+    voices: int = 2  # most distinct train voices reading one archive sentence
+    priority_weight: float = 10.0  # a term the training text lacks counts this many times in the selection
+    max_words: int = 60  # longer sentences are rejected (a synthesizer reads them poorly)
+    manifest: str = "archive.jsonl"  # written to synthesize.manifest_dir
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.minutes <= 0 or self.repeats < 1 or self.voices < 1 or self.max_words < 1:
+            out.append("synthesize.archive: minutes must be > 0 and repeats, voices, max_words >= 1")
+        if self.priority_weight < 1:
+            out.append("synthesize.archive.priority_weight: must be >= 1")
+        if not self.fields:
+            out.append("synthesize.archive.fields: name at least one field or column")
+        return out
+
+
+@dataclass(frozen=True)
 class SynthesizeConfig:
     corpus_dir: str = "data_manifests/radiology_demo/corpus"  # sentences.tsv, reports.jsonl, general.tsv
     manifest_dir: str = "data_manifests/radiology_demo"  # committed text manifests are written here
@@ -88,6 +112,7 @@ class SynthesizeConfig:
     augment_kinds: tuple[str, ...] = ("reverb", "noise")  # drawn per augmented rendering; also "telephone"
     augment_snr_db: tuple[float, float] = (15.0, 30.0)  # coloured-noise SNR range, dB
     augment_rt60: tuple[float, float] = (0.2, 0.6)  # simulated-room reverberation time range, seconds
+    archive: ArchiveSynthConfig | None = None  # a report archive read by train voices (archive.jsonl)
 
 
 @dataclass(frozen=True)
@@ -512,6 +537,8 @@ def validate(config: Config) -> list[str]:
     if config.context.mode == "retrieved" and not config.lexicon:
         problems.append("context.mode: retrieved needs a lexicon (the top-level `lexicon:` key)")
     problems += config.curve.problems()
+    if config.synthesize is not None and config.synthesize.archive is not None:
+        problems += config.synthesize.archive.problems()
     names = [s.name for s in config.ingest.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"ingest.sources: name {dup!r} is used twice")

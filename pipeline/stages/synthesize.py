@@ -37,6 +37,8 @@ def inputs(config: Config) -> list[Path]:
     paths = [Path(cfg.corpus_dir) / name for name in CORPUS_FILES]
     paths += [Path(config.lexicon)] if config.lexicon and cfg.unseen_term_share > 0 else []
     paths += [Path(cfg.manifest_dir) / f"{split}.jsonl" for split in SPLITS]
+    if cfg.archive is not None:
+        paths += [Path(cfg.archive.path), Path(cfg.manifest_dir) / cfg.archive.manifest]
     return paths + ([Path(cfg.audio_dir)] if Path(cfg.audio_dir).exists() else [])
 
 
@@ -56,10 +58,16 @@ def run(config: Config) -> dict[str, Any]:
     corpus = read_corpus(cfg.corpus_dir)
     held, unseen = _held_out(config, corpus)
     items = make_plan(corpus, cfg, config.seed, to_spoken, unseen)
+    archive = _plan_archive(config, items) if cfg.archive is not None else None
+    if archive is not None:
+        items = items + archive["items"]
     durations, results, reused = _render_missing(items, cfg)
     records, rejects = _collect(items, durations, results, cfg)
     for split, rows in records.items():
-        write_manifest(Path(cfg.manifest_dir) / f"{split}.jsonl", rows)
+        name = cfg.archive.manifest if split == "archive" else f"{split}.jsonl"
+        write_manifest(Path(cfg.manifest_dir) / name, rows)
+    if archive is not None:
+        rejects += archive["rejects"]
     out_dir = config.stage_dir(STAGE)
     write_rejects(out_dir / "rejects.jsonl", rejects)
     summary = _summary(records, rejects, results, cfg, time.monotonic() - start)
@@ -67,6 +75,8 @@ def run(config: Config) -> dict[str, Any]:
     if held is not None:
         summary["unseen_terms"] = {"chosen": list(held.chosen), "unseen": sorted(held.unseen),
                                    "corpus_terms": held.corpus_terms, "sentences": len(held.sentences)}
+    if archive is not None:
+        summary["archive"] = archive["summary"] | {"minutes": round(sum(r.duration for r in records.get("archive", ())) / 60, 2)}
     summary["stale_files"] = _count_stale(items, cfg)
     atomic_write_json(out_dir / "summary.json", summary)
     logger.info(
@@ -95,6 +105,48 @@ def _held_out(config: Config, corpus) -> tuple[Any, Any]:
     logger.info("synthesize: %d of %d corpus terms held out of training (%d chosen, %d sentences -> test_unseen)",
                 len(held.unseen), held.corpus_terms, len(held.chosen), len(held.sentences))
     return held, lambda text: bool(passage_terms(lexicon, text) & held.unseen)
+
+
+def _plan_archive(config: Config, items: list) -> dict[str, Any]:
+    """Renderings of report-archive sentences by train voices (pipeline/tts/archive.py): {"items",
+    "rejects", "summary"}."""
+    from pipeline.archive import read_archive
+    from pipeline.lexicon import load_lexicon
+    from pipeline.text import normalize_for_scoring, to_spoken
+    from pipeline.tts import archive as arc
+    from pipeline.tts.corpus import sentence_key, split_sentences
+    from pipeline.tts.plan import PlanItem, item_seed, parse_voices
+
+    cfg = _section(config)
+    a = cfg.archive
+    if not config.lexicon:
+        raise DictuneError("synthesize.archive: needs a lexicon (the top-level `lexicon:` key) to choose sentences")
+    reports, rejects = read_archive(a.path, a.fields, stage=STAGE)
+    tests = [i for i in items if i.split in ("test", "test_unseen", "test_general") or i.split_use == "demo"]
+    held = {sentence_key(s) for i in tests for s in split_sentences(i.passage.text)}
+    passages, more = arc.sentences(reports, held, a.max_words)
+    lexicon = load_lexicon(config.lexicon)
+    training = [i for i in items if i.split == "train" or i.split_use == "train"]
+    before = Counter(m.term for i in training for m in lexicon.find(normalize_for_scoring(i.passage.text).split()))
+    priority = set(lexicon.terms) - set(before)
+    pool = arc.candidates(passages, lexicon)
+    covered = Counter(before)
+    chosen = arc.select(pool, covered, priority, a)
+    train_voices, _ = parse_voices(cfg)
+    planned = []
+    for candidate, reading in chosen:
+        voices = arc.voices_for(candidate.passage, train_voices, a.voices, config.seed)
+        if reading < len(voices):
+            voice, passage = voices[reading], candidate.passage
+            seed = item_seed(config.seed, "archive", passage.id, voice.spec)
+            planned.append(PlanItem("archive", passage, voice, to_spoken(passage.text, commands=False), False, seed))
+    summary = {"reports": len(reports), "sentences": len(passages), "rejected": len(rejects) + len(more),
+               "candidates": len(pool), "chosen_sentences": len({c.passage.id for c, _ in chosen}),
+               "renderings": len(planned), "estimated_minutes": round(sum(c.seconds for c, _ in chosen) / 60, 2),
+               "coverage": arc.coverage(before, covered, {t for c in pool for t in c.terms}, priority, a.repeats)}
+    logger.info("synthesize: archive %s: %d reports, %d sentences (%d rejected), %d renderings chosen (~%.1f min)",
+                a.path, len(reports), len(passages), summary["rejected"], len(planned), summary["estimated_minutes"])
+    return {"items": planned, "rejects": rejects + more, "summary": summary}
 
 
 def _count_stale(items, cfg: SynthesizeConfig) -> int:
@@ -181,6 +233,8 @@ def _collect(items, durations, results, cfg: SynthesizeConfig):
     from pipeline.tts.plan import SPLITS
 
     records: dict[str, list[Record]] = {split: [] for split in SPLITS}
+    if any(item.split == "archive" for item in items):
+        records["archive"] = []
     rejects = []
     for item in items:
         duration = durations.get(item.id)
