@@ -345,6 +345,7 @@ def test_stage_exports_adapter_and_merged_model(tiny_whisper_dir, corpus, tmp_pa
             "warmup_steps": 0,
             "adapt": "both",
             "train_manifest": str(corpus["train"]),
+            "extra_train_manifests": [str(corpus["dev"])],
             "dev_manifest": str(corpus["dev"]),
             "eval_steps": 2,
             "log_steps": 1,
@@ -371,7 +372,10 @@ def test_stage_exports_adapter_and_merged_model(tiny_whisper_dir, corpus, tmp_pa
     assert metrics["steps"] == 3 and metrics["mode"] == "lora-both"
     assert metrics["best_dev_term_error"] is not None and metrics["best_step"] in (2, 3)
     assert len(metrics["final"]) > 0 and metrics["final"]["dev_items"] == 4
-    assert json.loads((out / "train_config.json").read_text())["resolved"]["train_items"] == 8
+    assert json.loads((out / "train_config.json").read_text())["resolved"]["train_items"] == 12
+    sources = metrics["train_sources"]  # how much each training manifest gave
+    assert {k: v["items"] for k, v in sources.items()} == {str(corpus["train"]): 8, str(corpus["dev"]): 4}
+    assert all(v["hours"] > 0 for v in sources.values())
 
     features = torch.randn(1, 80, 3000)
     decoder_ids = torch.tensor([[SOT, NO_TIMESTAMPS, 440, 2068]])

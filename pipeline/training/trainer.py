@@ -137,9 +137,11 @@ class Trainer:
         train_path = Path(cfg.train_manifest or work / "normalize" / "train.jsonl")
         dev_path = cfg.dev_manifest if cfg.dev_manifest is not None else work / "normalize" / "dev.jsonl"
         train, rejects = self._load(train_path, "train")
+        self.sources = {str(train_path): _amount(train)}  # items and hours per training manifest
         for extra_path in cfg.extra_train_manifests:
             more_train, more = self._load(Path(extra_path), "train")
             train, rejects = train + more_train, rejects + more
+            self.sources[str(extra_path)] = _amount(more_train)
         if not train:
             raise DictuneError(
                 f"{train_path}: no usable training items (see {self.out_dir / 'rejects.jsonl'})"
@@ -515,6 +517,11 @@ class Trainer:
             "trainable_params": self.bundle.trainable_params,
             "total_params": self.bundle.total_params,
             "train_items": self.n_train,
+            "train_sources": self.sources,
             "rejected_items": self.n_rejected,
             "exported": "best" if self.cfg.export_best and self.state.best_step is not None else "last",
         }
+
+
+def _amount(items: list[TrainItem]) -> dict[str, float]:
+    return {"items": len(items), "hours": round(sum(i.duration for i in items) / 3600, 3)}
