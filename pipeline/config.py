@@ -165,6 +165,9 @@ class TrainConfig:
     dev_manifest: str | None = None  # default <work_dir>/normalize/dev.jsonl; "" = no dev evaluation
     replay_manifest: str | None = None  # plain-English items mixed into training against forgetting
     replay_ratio: float = 0.0  # share of training items drawn from replay_manifest, in [0, 0.9]
+    # other manifests drawn into each epoch at a set share, e.g. report-archive audio (synthesize.archive):
+    # {manifest: share of each epoch's items}; the shares and replay_ratio add up to at most 0.9
+    mix_manifests: dict[str, float] = field(default_factory=dict)
     general_dev_manifest: str | None = None  # plain-English items for general WER during training (not test!)
     group_by_length: bool = True  # sort by duration within seeded mega-batches (less decoder padding)
     mega_batch_factor: int = 16  # a mega-batch holds this many batches
@@ -254,6 +257,8 @@ class TrainConfig:
             out.append("train.replay_ratio: must be in [0, 0.9]")
         if self.replay_ratio > 0 and not self.replay_manifest:
             out.append("train.replay_ratio: set train.replay_manifest too")
+        if any(r <= 0 for r in self.mix_manifests.values()) or self.replay_ratio + sum(self.mix_manifests.values()) > 0.9:
+            out.append("train.mix_manifests: each share must be > 0, and they add up with replay_ratio to <= 0.9")
         for key in ("noise_snr_db", "speed_range", "gain_db"):
             pair = getattr(self, key)
             if len(pair) != 2 or pair[0] > pair[1]:

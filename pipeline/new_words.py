@@ -1,8 +1,8 @@
 """Seen and unseen lexicon terms: how each system does on terms its training text had, and on the others.
 
 A lexicon term is *seen* when it occurs in the training text (the references of train.train_manifest,
-train.extra_train_manifests and train.replay_manifest, in scoring form), *unseen* otherwise. Every domain
-split is scored twice more, once with each half of the lexicon as the term list: B-WER and term error on
+train.extra_train_manifests, train.mix_manifests and train.replay_manifest, in scoring form), *unseen*
+otherwise. Every domain split is scored twice more, once with each half of the lexicon as the term list: B-WER and term error on
 seen terms and on unseen terms, with paired-bootstrap CIs for the comparisons that matter for context:
 
     X+ctx vs X          does the context help the same model?
@@ -30,7 +30,8 @@ CONTEXT_SUFFIXES = ("+prompt", "+retrieved", "+irrelevant")
 def training_manifests(config) -> list[Path]:
     """The manifests whose references the train stage learns from (existing files only)."""
     t = config.train
-    paths = [Path(t.train_manifest or config.stage_dir("normalize") / "train.jsonl"), *map(Path, t.extra_train_manifests)]
+    paths = [Path(t.train_manifest or config.stage_dir("normalize") / "train.jsonl"),
+             *map(Path, (*t.extra_train_manifests, *t.mix_manifests))]  # fmt: skip
     if t.replay_manifest and t.replay_ratio > 0:
         paths.append(Path(t.replay_manifest))
     return [p for p in paths if p.is_file()]

@@ -258,6 +258,24 @@ def test_batch_plan_is_deterministic_sharded_resumable_and_grouped():
     assert padding(grouped) < 0.5 * padding(shuffled)
 
 
+def test_batch_plan_draws_each_pool_at_its_share_and_one_pool_is_the_replay_shorthand():
+    from pipeline.training.data import BatchPlan
+
+    durations = [1.0] * 40 + [2.0] * 10 + [3.0] * 30  # 40 train, 10 replay, 30 archive items
+    plan = BatchPlan(durations, 40, 0, 8, seed=5, pools=[(10, 6), (30, 18)])
+    assert plan.batches_per_epoch == 8  # (40 + 6 + 18) / 8
+    for epoch in range(3):
+        items = [i for batch in plan.epoch_batches(epoch) for i in batch]
+        assert sorted(i for i in items if i < 40) == list(range(40))  # every train item once
+        assert sum(40 <= i < 50 for i in items) == 6 and sum(i >= 50 for i in items) == 18
+    one = [[10, 6]]
+    durations = durations[:50]
+    assert BatchPlan(durations, 40, 6, 8, seed=5).epoch_batches(2) == \
+        BatchPlan(durations, 40, 0, 8, seed=5, pools=one).epoch_batches(2)  # fmt: skip
+    with pytest.raises(ValueError, match="pools do not cover"):
+        BatchPlan(durations, 40, 0, 8, seed=5, pools=[(5, 2)])
+
+
 def test_waveform_augmentation():
     from pipeline.training.data import AugmentOptions, augment
 
@@ -333,6 +351,7 @@ def test_stage_exports_adapter_and_merged_model(tiny_whisper_dir, corpus, tmp_pa
     from pipeline.cli import main
 
     config = tmp_path / "config.yaml"
+    archive = write_corpus(tmp_path, "archive", 6, 2)  # e.g. report-archive audio
     data = {
         "name": "t",
         "work_dir": str(tmp_path / "work"),
@@ -346,6 +365,7 @@ def test_stage_exports_adapter_and_merged_model(tiny_whisper_dir, corpus, tmp_pa
             "adapt": "both",
             "train_manifest": str(corpus["train"]),
             "extra_train_manifests": [str(corpus["dev"])],
+            "mix_manifests": {str(archive): 0.2},  # drawn into each epoch at 20% of its items
             "dev_manifest": str(corpus["dev"]),
             "eval_steps": 2,
             "log_steps": 1,
@@ -374,8 +394,10 @@ def test_stage_exports_adapter_and_merged_model(tiny_whisper_dir, corpus, tmp_pa
     assert len(metrics["final"]) > 0 and metrics["final"]["dev_items"] == 4
     assert json.loads((out / "train_config.json").read_text())["resolved"]["train_items"] == 12
     sources = metrics["train_sources"]  # how much each training manifest gave
-    assert {k: v["items"] for k, v in sources.items()} == {str(corpus["train"]): 8, str(corpus["dev"]): 4}
+    assert {k: v["items"] for k, v in sources.items()} == {str(corpus["train"]): 8, str(corpus["dev"]): 4,
+                                                            str(archive): 6}  # fmt: skip
     assert all(v["hours"] > 0 for v in sources.values())
+    assert sources[str(archive)]["per_epoch"] == 3  # the 12 train items are 80% of an epoch: 3 more are 20%
 
     features = torch.randn(1, 80, 3000)
     decoder_ids = torch.tensor([[SOT, NO_TIMESTAMPS, 440, 2068]])

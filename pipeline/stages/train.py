@@ -24,7 +24,7 @@ SECTIONS = ("train",)
 def _manifests(config: Config) -> list[Path]:
     cfg, normalize = config.train, config.stage_dir("normalize")
     paths = [Path(cfg.train_manifest) if cfg.train_manifest else normalize / "train.jsonl"]
-    paths += [Path(p) for p in cfg.extra_train_manifests]
+    paths += [Path(p) for p in (*cfg.extra_train_manifests, *cfg.mix_manifests)]
     if cfg.dev_manifest is None:
         paths.append(normalize / "dev.jsonl")
     elif cfg.dev_manifest:

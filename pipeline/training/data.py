@@ -204,12 +204,18 @@ class BatchPlan:
         mega_batch_factor: int = 16,
         world_size: int = 1,
         rank: int = 0,
+        pools: Sequence[tuple[int, int]] | None = None,
     ):
         if n_train < 1:
             raise ValueError("BatchPlan needs at least one training item")
         self.durations = np.asarray(durations, dtype=np.float64)
         self.n_train = n_train
-        self.replay_count = replay_count if len(durations) > n_train else 0
+        # the items after the train items, in pools of (size, draws per epoch): replay, then mixed manifests
+        pools = [(len(durations) - n_train, replay_count)] if pools is None else list(pools)
+        if sum(size for size, _ in pools) != len(durations) - n_train:
+            raise ValueError("BatchPlan: the pools do not cover the items after the train items")
+        self.pools = [(size, draws if size else 0) for size, draws in pools]
+        self.replay_count = sum(draws for _, draws in self.pools)  # drawn items per epoch, all pools
         self.batch_size = batch_size
         self.seed = seed
         self.group_by_length = group_by_length
@@ -222,12 +228,12 @@ class BatchPlan:
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches (lists of item indices) for one epoch."""
         rng = np.random.default_rng([self.seed, epoch])
-        order = np.arange(self.n_train)
-        if self.replay_count:
-            pool = np.arange(self.n_train, len(self.durations))
-            order = np.concatenate(
-                [order, rng.choice(pool, self.replay_count, replace=self.replay_count > len(pool))]
-            )
+        order, start = np.arange(self.n_train), self.n_train
+        for size, draws in self.pools:
+            if draws:
+                pool = np.arange(start, start + size)
+                order = np.concatenate([order, rng.choice(pool, draws, replace=draws > size)])
+            start += size
         order = rng.permutation(order)
         if self.group_by_length:
             mega = self.global_batch * self.mega_batch_factor

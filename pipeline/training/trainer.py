@@ -154,23 +154,33 @@ class Trainer:
         rejects += more
         self.general_dev, more = self._load_optional(cfg.general_dev_manifest, "general_dev", required=True)
         rejects += more
+        mixed, shares = [], []  # train.mix_manifests: drawn into each epoch at a set share
+        for path, share in cfg.mix_manifests.items():
+            items, more = self._load(Path(path), "mix")
+            mixed, shares, rejects = mixed + [items], shares + [share], rejects + more
+            self.sources[path] = _amount(items)
         if self.accelerator.is_main_process:
             write_rejects(self.out_dir / "rejects.jsonl", rejects)
         for reject in rejects:
             logger.warning("train: skipped %s", reject)
         self.n_train, self.n_replay, self.n_rejected = len(train), len(replay), len(rejects)
-        replay_count = round(len(train) * cfg.replay_ratio / (1 - cfg.replay_ratio)) if replay else 0
-        items = train + replay
+        rest = 1 - (cfg.replay_ratio if replay else 0) - sum(s for s, m in zip(shares, mixed) if m)
+        draws = [round(len(train) * share / rest) if pool else 0
+                 for pool, share in zip([replay, *mixed], [cfg.replay_ratio, *shares])]  # fmt: skip
+        for path, count in zip(cfg.mix_manifests, draws[1:]):
+            self.sources[path]["per_epoch"] = count
+        items = train + replay + [i for pool in mixed for i in pool]
         self.plan = BatchPlan(
             [i.duration for i in items],
             len(train),
-            replay_count,
+            draws[0],
             cfg.batch_size,
             self.config.seed,
             cfg.group_by_length,
             cfg.mega_batch_factor,
             self.accelerator.num_processes,
             self.accelerator.process_index,
+            pools=list(zip([len(replay), *map(len, mixed)], draws)),
         )
         self.cache = self._build_cache(items + self.dev + self.general_dev) if self.use_cache else None
         augment = None if self.use_cache else self.augment_options
