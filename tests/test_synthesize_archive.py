@@ -76,3 +76,18 @@ def test_selection_takes_the_missing_terms_first_and_stops_at_the_budget():
     assert covered == Counter({"nodule": 2, "pneumobilia": 1, "ascites": 1})
     again = select(pool, Counter(), set(), ArchiveSynthConfig(path="a.jsonl", minutes=1, repeats=1, voices=3))
     assert len(again) == 2 and sorted(c.passage.id for c, _ in again) == ["both", "rare"]  # covered once: done
+
+
+def test_archive_sentences_keep_list_numbers_with_their_sentence_and_reject_with_reasons():
+    from pipeline.archive import ArchiveReport
+    from pipeline.tts.archive import sentences
+
+    report = ArchiveReport("r/1", "1. Hiatal hernia. 2. Pneumobilia. 2. Pneumobilia. Seen by XXXX. (...).", "a.jsonl:3")
+    kept, rejects = sentences([report], {sentence_key("Old test sentence.")}, max_words=60)
+    assert [p.text for p in kept] == ["1. Hiatal hernia.", "2. Pneumobilia."]
+    assert kept[0].id.startswith("arc-r_1-") and kept[0].line == 3
+    assert [(r.line, r.reason.split(": ", 1)[1]) for r in rejects] == [
+        (3, f"repeats sentence {kept[1].id}"),
+        (3, "de-identification mark in the sentence (cannot be spoken)"),
+        (3, "no words to speak"),
+    ]

@@ -52,7 +52,7 @@ def sentences(reports, held_out_keys: set[str], max_words: int) -> tuple[list[Pa
         stem = re.sub(r"[^A-Za-z0-9_-]+", "_", report.id)[:40]
         stem = f"arc-{stem}-{hashlib.sha1(report.id.encode()).hexdigest()[:6]}"
         source, line = _where(report.source)
-        for number, text in enumerate(split_sentences(report.text), 1):
+        for number, text in enumerate(_with_list_numbers(split_sentences(report.text)), 1):
             pid = f"{stem}-s{number:03d}"
             key = sentence_key(text)
             words = len(text.split())
@@ -73,6 +73,17 @@ def sentences(reports, held_out_keys: set[str], max_words: int) -> tuple[list[Pa
             seen[key] = pid
             out.append(Passage(pid, text, "archive", source, line or 0))
     return out, rejects
+
+
+def _with_list_numbers(parts: list[str]) -> list[str]:
+    """A bare list number ("1.", split off before a capital) joined to the sentence it numbers."""
+    out: list[str] = []
+    for part in parts:
+        if out and re.fullmatch(r"\d+\.", out[-1]):
+            out[-1] = f"{out[-1]} {part}"
+        else:
+            out.append(part)
+    return out
 
 
 def _where(source: str) -> tuple[str, int | None]:
