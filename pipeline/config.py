@@ -35,7 +35,7 @@ class ModelConfig:
 class SourceConfig:
     name: str  # split name given to the items, e.g. "train"; output is <work_dir>/ingest/<name>.jsonl
     path: str  # NeMo JSONL, CSV/TSV, HF audiofolder (metadata.csv) or a directory of audio + .txt
-    format: str = "auto"  # auto | jsonl | csv | tsv | audiofolder | directory
+    format: str = "auto"  # auto | jsonl | csv | tsv | audiofolder | directory | corrections (serve)
     root: str | None = None  # audio must lie inside this folder; default: the source's own folder
 
 
@@ -422,6 +422,33 @@ class CurveConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """`dictune serve` (pipeline/service/): an OpenAI-compatible transcription API and a review page."""
+
+    host: str = "127.0.0.1"  # any other address needs a token (--token or DICTUNE_TOKEN)
+    port: int = 8000
+    # profile name (the API's `model` field) -> adapter dir or model dir; "default" is the base model (plus
+    # the trained adapter when the config's train stage has one)
+    profiles: dict[str, str] = field(default_factory=dict)
+    max_loaded_profiles: int = 2  # engines kept loaded (least recently used unloaded first)
+    workers: int = 0  # transcriptions at once (0 = CPU cores)
+    queue_size: int = 8  # waiting requests beyond the workers; more get 503 with Retry-After
+    max_upload_mb: float = 50.0  # larger uploads get 413 (counted while streaming, never buffered whole)
+    max_seconds: float = 900.0  # longer audio gets 413
+    store_dir: str | None = None  # corrections store (SQLite + audio); default <work_dir>/service
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0 < self.port < 65536:
+            out.append("serve.port: must be in 1..65535")
+        if self.max_loaded_profiles < 1 or self.workers < 0 or self.queue_size < 0:
+            out.append("serve: max_loaded_profiles >= 1, workers >= 0 and queue_size >= 0")
+        if self.max_upload_mb <= 0 or self.max_seconds <= 0:
+            out.append("serve.max_upload_mb and serve.max_seconds: must be > 0")
+        return out
+
+
+@dataclass(frozen=True)
 class Config:
     name: str  # experiment name, used in reports
     work_dir: str = ""  # every stage writes under <work_dir>/<stage>/; default work/<name>
@@ -438,6 +465,7 @@ class Config:
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
     context: ContextConfig = field(default_factory=ContextConfig)  # evaluate and transcribe
     curve: CurveConfig = field(default_factory=CurveConfig)  # `dictune curve` only
+    serve: ServeConfig = field(default_factory=ServeConfig)  # `dictune serve` only
 
     @property
     def work_path(self) -> Path:
@@ -542,14 +570,18 @@ def validate(config: Config) -> list[str]:
     if config.context.mode == "retrieved" and not config.lexicon:
         problems.append("context.mode: retrieved needs a lexicon (the top-level `lexicon:` key)")
     problems += config.curve.problems()
+    problems += config.serve.problems()
     if config.synthesize is not None and config.synthesize.archive is not None:
         problems += config.synthesize.archive.problems()
     names = [s.name for s in config.ingest.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"ingest.sources: name {dup!r} is used twice")
     for i, source in enumerate(config.ingest.sources):
-        if source.format not in ("auto", "jsonl", "csv", "tsv", "audiofolder", "directory"):
+        if source.format not in ("auto", "jsonl", "csv", "tsv", "audiofolder", "directory", "corrections"):
             problems.append(f"ingest.sources[{i}].format: unknown format {source.format!r}")
+        corrections = source.format == "corrections" or source.path.endswith((".sqlite", ".db"))
+        if corrections and source.name.startswith("test"):
+            problems.append(f"ingest.sources[{i}]: corrections never go to a test split (name {source.name!r})")
     if config.normalize.loudness not in ("lufs", "rms", "none"):
         problems.append(f"normalize.loudness: must be lufs, rms or none, got {config.normalize.loudness!r}")
     for key in ("ingest.num_proc", "normalize.num_proc", "normalize.sample_rate"):

@@ -23,7 +23,7 @@ from pipeline.errors import DictuneError
 from pipeline.manifest import Reject
 
 STAGE = "ingest"
-FORMATS = ("jsonl", "csv", "tsv", "audiofolder", "directory")
+FORMATS = ("jsonl", "csv", "tsv", "audiofolder", "directory", "corrections")
 AUDIO_KEYS = ("audio_filepath", "path", "file_name")  # first present names the audio file
 TEXT_KEYS = ("text", "transcript", "transcription")  # first present is the transcript
 AUDIOFOLDER_METADATA = ("metadata.csv", "metadata.jsonl")
@@ -49,6 +49,8 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
+    if suffix in (".sqlite", ".db"):
+        return "corrections"  # the corrections store of `dictune serve`
     raise DictuneError(
         f"{path}: cannot tell the source format from the name; set format: jsonl, csv, tsv, "
         "audiofolder or directory in the source's config"
@@ -71,6 +73,8 @@ def read_source(path: Path, fmt: str, audio_extensions: tuple[str, ...]) -> Iter
         return _read_audiofolder(path)
     if fmt == "directory":
         return _read_directory(path, audio_extensions)
+    if fmt == "corrections":
+        return _read_corrections(path)
     raise DictuneError(f"{path}: unknown format {fmt!r}; use one of auto, {', '.join(FORMATS)}")
 
 
@@ -172,6 +176,22 @@ def _read_directory(path: Path, audio_extensions: tuple[str, ...]) -> Iterator[R
             continue
         rel_id = file.relative_to(path).with_suffix("").as_posix()
         yield RawItem(str(transcript), None, str(file.relative_to(path)), text.strip(), {"id": rel_id})
+
+
+def _read_corrections(path: Path) -> Iterator[RawItem | Reject]:
+    """The review page's saved corrections (pipeline/service/store.py): audio + the corrected report."""
+    import sqlite3
+
+    from pipeline.service.store import read_corrections
+
+    try:
+        rows = read_corrections(path)
+    except sqlite3.Error as e:
+        raise DictuneError(f"{path}: not a dictune corrections store ({e})") from e
+    for row in rows:
+        yield RawItem(str(path), row.id, row.audio_path, row.corrected,
+                      {"id": f"correction-{row.id}", "speaker": row.profile, "profile": row.profile,
+                       "model_id": row.model_id, "audio_sha256": row.audio_sha256})  # fmt: skip
 
 
 def _item_from_mapping(obj: dict[str, Any], source: str, line: int) -> RawItem | Reject:

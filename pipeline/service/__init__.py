@@ -1,0 +1,1 @@
+"""`dictune serve`: the OpenAI-compatible transcription API, the review page and the corrections store."""

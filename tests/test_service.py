@@ -1,0 +1,257 @@
+"""`dictune serve`: the OpenAI-compatible API through the official client, bad input, tokens, the work
+queue, the corrections store (crash safety) and ingest of corrections (tiny random Whisper, a real server
+on a loopback port)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from pipeline.errors import DictuneError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    """A uvicorn server on a free loopback port, in a thread."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(300):  # the server starts in well under 30 s; bounded either way
+            if self.server.started:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def write_config(tmp_path: Path, model_dir: Path, **serve) -> Path:
+    data = {"name": "serve-test", "work_dir": str(tmp_path / "work"), "model": {"base": str(model_dir)},
+            "transcribe": {"engine": "hf", "max_new_tokens": 8}, "serve": serve}  # fmt: skip
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def start(tmp_path: Path, model_dir: Path, token: str | None = None, **serve):
+    from pipeline.tools.serve import build
+
+    config = write_config(tmp_path, model_dir, **serve)
+    args = argparse.Namespace(config=str(config), model=None, adapter=None, host=None, port=None, token=token)
+    app, _, _ = build(args)
+    return Running(app)
+
+
+@pytest.fixture
+def server(tmp_path, tiny_whisper_dir):
+    running = start(tmp_path, tiny_whisper_dir, max_upload_mb=0.2, max_seconds=20.0)
+    yield running
+    running.close()
+
+
+def test_openai_client_transcribes_a_clip_as_the_project_does(server, tmp_path, tiny_whisper_dir, speech_clips):
+    from openai import OpenAI
+
+    from pipeline.config import load_config
+    from pipeline.service.profiles import Profiles
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused-on-loopback", max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list()] == ["default"]
+    clip = speech_clips[0]
+    with open(clip.path, "rb") as handle:
+        result = client.audio.transcriptions.create(model="default", file=handle)
+    config = load_config(tmp_path / "serve.yaml")
+    direct = Profiles(config, str(tiny_whisper_dir), None, {}, 1).transcribe("default", clip.audio)
+    assert result.text == direct.text  # the same decode path as `dictune transcribe`
+    with open(clip.path, "rb") as handle:
+        verbose = client.audio.transcriptions.create(model="default", file=handle, response_format="verbose_json")
+    assert verbose.text == direct.text and abs(verbose.duration - len(clip.audio) / 16000) < 0.01
+    with open(clip.path, "rb") as handle:
+        plain = client.audio.transcriptions.create(model="default", file=handle, response_format="text")
+    assert plain.strip() == direct.text
+
+
+def _post(url: str, name: str, data: bytes, **fields) -> httpx.Response:
+    return httpx.post(url + "/v1/audio/transcriptions", files={"file": (name, data)}, data=fields, timeout=60)
+
+
+def test_bad_input_gets_a_one_line_json_error_and_the_server_keeps_serving(server, speech_clips, tmp_path):
+    wav = speech_clips[0].path.read_bytes()
+    long_wav = tmp_path / "long.wav"
+    import numpy as np
+    import soundfile
+
+    soundfile.write(long_wav, np.zeros(16000 * 25, np.float32), 16000)
+    cases = [
+        (_post(server.url, "empty.wav", b""), 400, "empty file"),
+        (_post(server.url, "notes.wav", b"this is a text file, not audio\n" * 20), 400, "cannot decode"),
+        (_post(server.url, "a.wav", wav, model="dr-nobody"), 404, "model 'dr-nobody' not found"),
+        (_post(server.url, "a.wav", wav, response_format="docx"), 400, "response_format"),
+        (_post(server.url, "long.wav", long_wav.read_bytes()), 413, "over serve.max_upload_mb"),
+        (httpx.post(server.url + "/v1/audio/transcriptions", data={"model": "default"}, timeout=60), 400, "file"),
+    ]
+
+    def streamed():  # a 2 GB upload with no length given: refused when the limit is passed
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n'
+        for _ in range(2048):
+            yield b"\0" * (1 << 20)
+
+    big = httpx.post(server.url + "/v1/audio/transcriptions", content=streamed(),
+                     headers={"content-type": "multipart/form-data; boundary=x"}, timeout=60)  # fmt: skip
+    cases.append((big, 413, "over serve.max_upload_mb"))
+    broken = httpx.post(server.url + "/v1/audio/transcriptions", content=b"not multipart at all",
+                        headers={"content-type": "multipart/form-data; boundary=x"}, timeout=60)  # fmt: skip
+    cases.append((broken, 400, "multipart"))
+    for response, status, words in cases:
+        body = response.json()
+        assert response.status_code == status and words in body["error"]["message"], body
+        assert "\n" not in body["error"]["message"]
+    assert _post(server.url, "a.wav", wav).status_code == 200
+
+
+def test_duration_limit_and_tokens(tmp_path, tiny_whisper_dir, speech_clips):
+    from pipeline.tools.serve import check_bind
+
+    running = start(tmp_path, tiny_whisper_dir, token="s3cret", max_seconds=0.5)
+    try:
+        wav = speech_clips[0].path.read_bytes()
+        assert httpx.get(running.url + "/v1/models").status_code == 401
+        assert httpx.get(running.url + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = httpx.get(running.url + "/v1/models", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["data"][0]["id"] == "default"
+        assert httpx.get(running.url + "/").status_code == 200  # the page holds no data; its calls need the token
+        long = httpx.post(running.url + "/v1/audio/transcriptions", files={"file": ("a.wav", wav)},
+                          headers={"Authorization": "Bearer s3cret"}, timeout=60)  # fmt: skip
+        assert long.status_code == 413 and "over serve.max_seconds" in long.json()["error"]["message"]
+    finally:
+        running.close()
+    with pytest.raises(DictuneError, match="needs a token"):
+        check_bind("0.0.0.0", None)
+    check_bind("0.0.0.0", "t")
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+
+
+def test_a_full_queue_answers_503_with_retry_after():
+    from pipeline.service.app import ServiceError, WorkQueue
+
+    queue = WorkQueue(workers=1, waiting=1)
+    release = threading.Event()
+
+    async def scenario():
+        first = asyncio.ensure_future(queue.run(release.wait, 30))
+        second = asyncio.ensure_future(queue.run(release.wait, 30))
+        await asyncio.sleep(0)  # both hold their places
+        with pytest.raises(ServiceError) as full:
+            await queue.run(release.wait, 30)
+        release.set()
+        return full.value, await first, await second, await queue.run(lambda: "again")
+
+    error, first, second, again = asyncio.run(scenario())
+    assert error.status == 503 and first and second and again == "again"
+
+
+def test_busy_server_answers_503_and_loses_no_request(tmp_path, tiny_whisper_dir, speech_clips):
+    running = start(tmp_path, tiny_whisper_dir, workers=1, queue_size=0)
+    try:
+        app = running.server.config.app.app  # the FastAPI app inside the upload guard
+        queue = app.state.queue
+        assert queue.slots.acquire(blocking=False)  # the only worker is busy
+        busy = _post(running.url, "a.wav", speech_clips[0].path.read_bytes())
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
+        assert busy.json()["error"]["code"] == "queue_full"
+        queue.slots.release()
+        assert _post(running.url, "a.wav", speech_clips[0].path.read_bytes()).status_code == 200
+    finally:
+        running.close()
+
+
+def test_corrections_are_stored_with_their_audio_and_ingest_reads_them(server, tmp_path, speech_clips):
+    from pipeline.cli import main
+    from pipeline.manifest import read_manifest
+
+    clip = speech_clips[1]
+    response = httpx.post(server.url + "/v1/corrections", files={"file": ("dictation.wav", clip.path.read_bytes())},
+                          data={"model": "default", "hypothesis": "no plural effusion", "text": "No pleural effusion."},
+                          timeout=60)  # fmt: skip
+    assert response.status_code == 200
+    store = tmp_path / "work" / "service"
+    db = store / "corrections.sqlite"
+    from pipeline.service.store import read_corrections
+
+    (row,) = read_corrections(db)
+    assert row.id == response.json()["id"] and row.corrected == "No pleural effusion."
+    assert row.hypothesis == "no plural effusion" and row.profile == "default"
+    assert hashlib.sha256((store / row.audio_path).read_bytes()).hexdigest() == row.audio_sha256
+    bad = httpx.post(server.url + "/v1/corrections", files={"file": ("x.wav", clip.path.read_bytes())},
+                     data={"text": "  "}, timeout=60)  # fmt: skip
+    assert bad.status_code == 400 and len(read_corrections(db)) == 1
+    config = tmp_path / "ingest.yaml"
+    config.write_text(yaml.safe_dump({"name": "c", "work_dir": str(tmp_path / "round2"),
+                                      "ingest": {"sources": [{"name": "train", "path": str(db)}]}}))  # fmt: skip
+    assert main(["ingest", str(config)]) == 0
+    (record,) = read_manifest(tmp_path / "round2" / "ingest" / "train.jsonl")
+    assert record.text == "No pleural effusion." and record.speaker == "default"
+    config.write_text(yaml.safe_dump({"name": "c", "ingest": {"sources": [{"name": "test", "path": str(db)}]}}))
+    assert main(["ingest", str(config)]) != 0  # a correction never enters a test split
+
+
+SAVER = """
+import os, sys
+from pipeline.service.store import CorrectionsStore
+store = CorrectionsStore(sys.argv[1])
+i = 0
+while True:
+    store.save("default", os.urandom(1 << 20), ".wav", "hyp", f"text {i}", "m")
+    i += 1
+"""
+
+
+def test_kill_9_during_saves_leaves_every_row_with_its_audio_and_every_audio_with_its_row(tmp_path):
+    from pipeline.service.store import AUDIO_DIR, CorrectionsStore, read_corrections
+
+    folder = tmp_path / "store"
+    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(folder)], cwd=Path(__file__).parents[1],
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})  # fmt: skip
+    try:
+        for _ in range(600):  # until a few rows exist (bounded: 60 s)
+            if (folder / "corrections.sqlite").exists() and len(read_corrections(folder / "corrections.sqlite")) >= 5:
+                break
+            time.sleep(0.1)
+    finally:
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+    store = CorrectionsStore(folder)
+    report = store.recover()
+    rows = store.rows()
+    assert len(rows) >= 5 and report["rows_without_audio"] == 0
+    files = {f"{AUDIO_DIR}/{p.name}" for p in (folder / AUDIO_DIR).iterdir() if p.is_file()}
+    assert files == {r.audio_path for r in rows}
+    assert json.dumps(report) and all((folder / r.audio_path).stat().st_size == 1 << 20 for r in rows)
