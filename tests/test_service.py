@@ -52,18 +52,21 @@ class Running:
         self.thread.join(timeout=10)
 
 
-def write_config(tmp_path: Path, model_dir: Path, **serve) -> Path:
+def write_config(tmp_path: Path, model_dir: Path, lexicon: Path | None = None, max_new_tokens: int = 8,
+                 **serve) -> Path:  # fmt: skip
     data = {"name": "serve-test", "work_dir": str(tmp_path / "work"), "model": {"base": str(model_dir)},
-            "transcribe": {"engine": "hf", "max_new_tokens": 8}, "serve": serve}  # fmt: skip
+            "transcribe": {"engine": "hf", "max_new_tokens": max_new_tokens}, "serve": serve}  # fmt: skip
+    if lexicon is not None:
+        data["lexicon"] = str(lexicon)
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
 
-def start(tmp_path: Path, model_dir: Path, token: str | None = None, **serve):
+def start(tmp_path: Path, model_dir: Path, token: str | None = None, **settings):
     from pipeline.tools.serve import build
 
-    config = write_config(tmp_path, model_dir, **serve)
+    config = write_config(tmp_path, model_dir, **settings)
     args = argparse.Namespace(config=str(config), model=None, adapter=None, host=None, port=None, token=token)
     app, _, _ = build(args)
     return Running(app)
@@ -255,3 +258,51 @@ def test_kill_9_during_saves_leaves_every_row_with_its_audio_and_every_audio_wit
     files = {f"{AUDIO_DIR}/{p.name}" for p in (folder / AUDIO_DIR).iterdir() if p.is_file()}
     assert files == {r.audio_path for r in rows}
     assert json.dumps(report) and all((folder / r.audio_path).stat().st_size == 1 << 20 for r in rows)
+
+
+@pytest.mark.integration
+def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, tiny_en_dir, speech_clips):
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pipeline.service.store import read_corrections
+
+    browser, driver_exe = shutil.which("chromium"), shutil.which("chromedriver")
+    if browser is None or driver_exe is None:
+        pytest.skip("headless Chromium is not installed: apt-get install -y chromium chromium-driver (make test does)")
+    lexicon = tmp_path / "terms.txt"
+    lexicon.write_text("pneumonia\npleural effusion\nspleen\n")
+    running = start(tmp_path, tiny_en_dir, lexicon=lexicon, max_new_tokens=60)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_exe))
+    try:
+        wait = WebDriverWait(driver, 120)
+        driver.get(running.url + "/")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#profile option"))
+        driver.find_element(By.ID, "file").send_keys(str(speech_clips[2].path))  # "...pneumonia or pleural effusion."
+        driver.find_element(By.ID, "transcribe").click()
+        marks = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report mark.term"))
+        assert {m.text.lower() for m in marks} & {"pneumonia", "pleural effusion"}
+        edit = driver.find_element(By.ID, "edit")
+        hypothesis = edit.get_attribute("value")
+        edit.clear()
+        edit.send_keys("No evidence of pneumonia or pleural effusion.")
+        driver.find_element(By.ID, "save").click()
+        wait.until(ready.text_to_be_present_in_element((By.ID, "status"), "Saved correction #1"))
+        shot = tmp_path / "serve.png"
+        driver.save_screenshot(str(shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if os.environ.get("DICTUNE_SCREENSHOT"):  # docs/serve.png is made this way
+            shutil.copy(shot, os.environ["DICTUNE_SCREENSHOT"])
+    finally:
+        driver.quit()
+        running.close()
+    (row,) = read_corrections(tmp_path / "work" / "service" / "corrections.sqlite")
+    assert row.corrected == "No evidence of pneumonia or pleural effusion." and row.hypothesis == hypothesis
