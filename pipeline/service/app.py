@@ -134,7 +134,7 @@ def create_app(profiles, store, serve_cfg, token: str | None = None, lexicon: st
         _profile(profiles, model)
         audio = await _audio(file, serve_cfg.max_seconds)
         result = await queue.run(profiles.transcribe, model, audio, prompt or None)
-        logger.info("serve: %s transcribed %.1f s with %s", file.filename or "upload", result.duration, model)
+        logger.info("serve: transcribed %.1f s of audio with profile %s", result.duration, model)  # no names, no text
         return _respond(result, response_format, marks, PlainTextResponse)
 
     @app.post("/v1/corrections", dependencies=[Depends(authorized)])
