@@ -77,6 +77,7 @@ bench: install
 	@mkdir -p bench
 	$(PY) scripts/bench_train.py --out bench/train.json $(BENCH_TRAIN_ARGS)
 	$(PY) scripts/bench_transcribe.py --out bench/transcribe.json $(BENCH_TRANSCRIBE_ARGS)
+	$(PY) scripts/bench_units.py
 	$(if $(DEMO_ADAPTER),$(PY) scripts/bench_evaluate.py $(DEMO_CONFIG) --limit 24 --out bench/evaluate.json,\
 	  @echo "evaluate bench skipped: run make demo first"; rm -f bench/evaluate.json)
 	$(PY) -c 'import json, os; from pipeline.files import atomic_write_json; \

@@ -23,7 +23,6 @@ a second run exits at once with the holder's pid.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import logging
 import time
@@ -63,19 +62,9 @@ class StageSpec:
         return importlib.import_module(self.module)
 
 
-# The order of `dictune run`. A stage is listed only when its module exists: nothing here is a stub.
+# The order of `dictune run`.
 STAGE_ORDER = ("synthesize", "ingest", "segment", "normalize", "train", "evaluate", "transcribe")
-
-
-def _built_stages() -> tuple[StageSpec, ...]:
-    return tuple(
-        StageSpec(name, f"pipeline.stages.{name}")
-        for name in STAGE_ORDER
-        if importlib.util.find_spec(f"pipeline.stages.{name}") is not None
-    )
-
-
-STAGES: tuple[StageSpec, ...] = _built_stages()
+STAGES: tuple[StageSpec, ...] = tuple(StageSpec(name, f"pipeline.stages.{name}") for name in STAGE_ORDER)
 
 
 def stage_names() -> list[str]:

@@ -1,7 +1,6 @@
 """Reference-to-hypothesis word alignment, cut choice and segment text assignment (pure, no model)."""
 
 import re
-import time
 
 import pytest
 
@@ -161,18 +160,16 @@ def test_choose_cuts_keeps_pieces_within_limits_and_prefers_long_pauses():
     assert al.longest_uncut(candidates, 0.0, 30.0) == 9.0
 
 
-def test_long_alignment_is_fast():
+def test_long_alignment_matches_five_of_six_words():  # its speed: scripts/bench_units.py
     vocab = [f"w{i}" for i in range(200)]
     ref_words = [vocab[(i * 7919) % 200] for i in range(900)]
     hyp = [w if i % 6 else "x" for i, w in enumerate(ref_words)]
-    started = time.perf_counter()
     a = al.align(" ".join(ref_words), timed(" ".join(hyp), step=0.3), norm, (), 300.0)
-    assert time.perf_counter() - started < 2.0
     assert a.matched_fraction == pytest.approx(5 / 6, abs=0.01)
 
 
 def test_real_normalizer_keeps_commands_and_punctuation_aligned():
-    text = pytest.importorskip("pipeline.text")
+    from pipeline import text
     ref = "Small right pleural effusion.\n\nIMPRESSION: A 5 mm nodule at C5-C6, unchanged."
     spoken = (
         "small right pleural effusion period new paragraph impression colon a 5 mm nodule at c5-c6 comma "
@@ -183,7 +180,7 @@ def test_real_normalizer_keeps_commands_and_punctuation_aligned():
 
 
 def test_two_hypothesis_words_can_match_one_reference_word():
-    text = pytest.importorskip("pipeline.text")
+    from pipeline import text
     ref = "Disc bulge at C5-C6 measuring 25 mm."
     a = al.align(
         ref,

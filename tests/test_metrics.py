@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import jiwer
 import pytest
@@ -226,11 +225,9 @@ def test_bootstrap_interval_brackets_a_real_improvement():
     assert paired_bootstrap(a, b, samples=500, seed=2)["wer"] != diff["wer"]
 
 
-def test_bootstrap_speed_1000_resamples_500_utterances():
+def test_bootstrap_of_1000_resamples_of_500_utterances_gives_every_metric():  # speed: scripts/bench_units.py
     a, b = _systems(500)
-    start = time.perf_counter()
     diff = paired_bootstrap(a, b, samples=1000, seed=0)
-    assert time.perf_counter() - start < 1.0
     assert diff["wer"].samples == 1000 and len(diff) == 8
 
 

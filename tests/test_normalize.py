@@ -3,12 +3,8 @@ atomic outputs, the previous-stage choice, and `dictune run` skipping it when no
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import re
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -28,31 +24,11 @@ RATE = 16000
 TARGET_LUFS = -20.0
 
 
-def fake_format(spoken: str) -> str:
-    text = re.sub(r"\s*\bnew paragraph\b\s*", "\n\n", spoken)
-    text = re.sub(r"\s*\bperiod\b", ".", text).strip()
-    return text[:1].upper() + text[1:]
-
-
-def fake_norm(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text.lower()).split())
-
-
 @pytest.fixture
-def text_functions(monkeypatch):
-    """pipeline.text's functions, or stand-ins while it lacks them: the wiring is tested, not the rules
-    (those are tested in the text module's own tests)."""
-    try:
-        import pipeline.text as module
-    except ImportError:
-        module = types.ModuleType("pipeline.text")
-        monkeypatch.setitem(sys.modules, "pipeline.text", module)
-        import pipeline
+def text_functions():
+    """pipeline.text: the formatting and scoring rules the stage applies (tested in test_text.py)."""
+    import pipeline.text as module
 
-        monkeypatch.setattr(pipeline, "text", module, raising=False)
-    for name, stand_in in (("format_dictation", fake_format), ("normalize_for_scoring", fake_norm)):
-        if not callable(getattr(module, name, None)):
-            monkeypatch.setattr(module, name, stand_in, raising=False)
     return module
 
 
@@ -140,20 +116,12 @@ def test_normalize_end_to_end_through_the_cli(tmp_path, text_functions):
     assert sorted(p.name for p in (out / "audio").iterdir()) == ["train"]  # no temp folder left
 
 
-def test_previous_stage_prefers_segment_only_when_it_ran(tmp_path, monkeypatch):
+def test_previous_stage_prefers_segment_only_when_it_ran(tmp_path):
     config = config_from_dict({"name": "t", "work_dir": str(tmp_path)})
-    real = importlib.util.find_spec
-
-    def built(name, *args):
-        return object() if name == "pipeline.stages.segment" else real(name, *args)
-
-    monkeypatch.setattr(importlib.util, "find_spec", built)
     assert normalize.previous_stage(config) == "ingest"
     (tmp_path / "segment").mkdir()
     (tmp_path / "segment" / STAMP_NAME).write_text("{}")
     assert normalize.previous_stage(config) == "segment"
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    assert normalize.previous_stage(config) == "ingest"
 
 
 def test_failed_run_leaves_previous_outputs_untouched(tmp_path, text_functions, monkeypatch):
@@ -194,7 +162,7 @@ def test_audio_file_names_are_safe_and_distinct():
     assert all("/" not in n and not n.startswith(".") and len(n) < 120 for n in names)
 
 
-def test_reads_segment_pieces_when_segment_ran(tmp_path, text_functions, monkeypatch, capsys):
+def test_reads_segment_pieces_when_segment_ran(tmp_path, text_functions, capsys):
     manifest, _ = make_dataset(tmp_path / "data")
     config_path = write_config(tmp_path, manifest, num_proc=1)
     assert cli.main(["ingest", str(config_path)]) == 0
@@ -209,12 +177,6 @@ def test_reads_segment_pieces_when_segment_ran(tmp_path, text_functions, monkeyp
     }
     (segment_dir / "train.jsonl").write_text(json.dumps(row) + "\n")
     (segment_dir / STAMP_NAME).write_text("{}")
-    real = importlib.util.find_spec
-    monkeypatch.setattr(  # the segment stage counts as built whether or not its module exists yet
-        importlib.util,
-        "find_spec",
-        lambda name, *a: object() if name.endswith(".segment") else real(name, *a),
-    )
     stamp = segment_dir / STAMP_NAME
     os.utime(stamp, (stamp.stat().st_mtime - 60,) * 2)  # ingest finished after segment: stale pieces
     assert cli.main(["normalize", str(config_path)]) == 0

@@ -15,7 +15,6 @@ than segment.max_seconds, silent after trimming, or with no text left are reject
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def previous_stage(config: Config) -> str:
-    """'segment' when that stage is built and has finished in this work dir (its stamp exists), else 'ingest'."""
-    built = importlib.util.find_spec("pipeline.stages.segment") is not None
-    ran = (config.stage_dir("segment") / STAMP_NAME).is_file()
-    return "segment" if built and ran else "ingest"
+    """'segment' when that stage has finished in this work dir (its stamp exists), else 'ingest'."""
+    return "segment" if (config.stage_dir("segment") / STAMP_NAME).is_file() else "ingest"
 
 
 def inputs(config: Config) -> list[Path]:
