@@ -296,7 +296,7 @@ class InferenceContext:
 
 
 class SystemContexts:
-    """The per-utterance contexts of an evaluate system (pipeline.stages.evaluate.System) on a split:
+    """The per-utterance contexts of an evaluate system (pipeline.systems.System) on a split:
     (prompts, the lexicon terms in each). +prompt: one static prompt; +retrieved: from the same model's
     first-pass hypotheses; +irrelevant: terms of another exam type."""
 

@@ -5,7 +5,7 @@
 
 Both runs transcribe every system of evaluate.systems (base, base+prompt, and the adapted ones once the
 train stage has run) on every split of evaluate.splits (the first --limit utterances of each, all by
-default), with the evaluate stage's own code (pipeline.stages.evaluate.transcribe_all) into fresh temp
+default), with the evaluate stage's own code (pipeline.systems.transcribe_all) into fresh temp
 folders, so nothing comes from a transcript cache:
 
 - "per system": every system encodes the audio itself (the code before the encoder-state store);
@@ -44,7 +44,7 @@ def main() -> int:
     from pipeline.config import load_config
     from pipeline.inference.encoder_states import EncoderStateStore
     from pipeline.models import resolve_model
-    from pipeline.stages.evaluate import load_splits, plan_systems, transcribe_all
+    from pipeline.systems import load_splits, plan_systems, transcribe_all
 
     torch.set_num_threads(args.threads)
     silence_harmless_warnings()  # two transformers warnings Whisper's own generate() prints every call

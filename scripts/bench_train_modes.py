@@ -76,7 +76,7 @@ def run_one(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     from pipeline.config import config_from_dict
-    from pipeline.stages.train import resolve_base
+    from pipeline.training import resolve_base
     from pipeline.training.trainer import Trainer
 
     train = {

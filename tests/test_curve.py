@@ -291,8 +291,8 @@ def curve_project(tmp_path, tiny_whisper_dir):
 
 
 def test_tiny_curve_end_to_end_through_the_cli(curve_project, monkeypatch, capsys):
+    import pipeline.training
     from pipeline.cli import main
-    from pipeline.stages import train as train_stage
 
     config_path, work = curve_project
     assert main(["curve", str(config_path), "fractions=0.5,1.0", "seeds=1"]) == 0
@@ -336,7 +336,7 @@ def test_tiny_curve_end_to_end_through_the_cli(curve_project, monkeypatch, capsy
     def no_training(*args, **kwargs):
         raise AssertionError("an unchanged point must not be trained again")
 
-    monkeypatch.setattr(train_stage, "run", no_training)
+    monkeypatch.setattr(pipeline.training, "fine_tune", no_training)
     assert main(["curve", str(config_path), "fractions=0.5,1.0", "seeds=1"]) == 0
     again = json.loads((out / "curve.json").read_text())
     assert [p["metrics"] for p in again["points"]] == [p["metrics"] for p in curve["points"]]

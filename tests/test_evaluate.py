@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline import cli, runner
+from pipeline import cli, runner, systems
 from pipeline.config import config_from_dict, config_to_dict, load_config
 from pipeline.manifest import Record, read_manifest, write_manifest
-from pipeline.stages import evaluate
 
 SAMPLE_RATE = 16000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -132,7 +131,7 @@ def test_rerun_reuses_cached_base_transcripts_and_decodes_only_the_adapted_model
     runner.run_stage(project, "evaluate")
     assert len(FakeTranscriber.calls) == 4  # 2 systems x 2 splits
     assert FakeTranscriber.encoded == [3, 1], "base+prompt decodes from base's encoder states"
-    states = sorted(p.name for p in (project.stage_dir("evaluate") / evaluate.ENCODER_STATES_DIR).glob("*.npy"))
+    states = sorted(p.name for p in (project.stage_dir("evaluate") / systems.ENCODER_STATES_DIR).glob("*.npy"))
     assert len(states) == 2  # one per split
     runner.run_stage(project, "evaluate")
     assert len(FakeTranscriber.calls) == 4, "nothing changed: every transcript comes from the cache"
@@ -140,7 +139,7 @@ def test_rerun_reuses_cached_base_transcripts_and_decodes_only_the_adapted_model
     runner.run_stage(project, "evaluate")
     assert [c[0] for c in FakeTranscriber.calls[4:]] == ["merged"] * 4, "base transcripts were reused"
     assert FakeTranscriber.encoded == [3, 1], "the adapted model (same encoder) reads the stored states"
-    assert sorted(p.name for p in (project.stage_dir("evaluate") / evaluate.ENCODER_STATES_DIR).glob("*.npy")) == states
+    assert sorted(p.name for p in (project.stage_dir("evaluate") / systems.ENCODER_STATES_DIR).glob("*.npy")) == states
     report = json.loads((project.stage_dir("evaluate") / "report.json").read_text())
     assert report["systems"] == ["base", "base+prompt", "adapted", "adapted+prompt"]
     assert report["terms"]["after"] == "adapted" and not report["notes"]
@@ -162,7 +161,7 @@ def test_share_encoder_states_false_encodes_with_every_system_and_stores_nothing
                                                                     "share_encoder_states": False}})  # fmt: skip
     runner.run_stage(off, "evaluate")
     assert len(decoded) == 4 and all(states is None for states in decoded) and not FakeTranscriber.encoded
-    assert not (project.stage_dir("evaluate") / evaluate.ENCODER_STATES_DIR).exists()
+    assert not (project.stage_dir("evaluate") / systems.ENCODER_STATES_DIR).exists()
 
 
 def test_unusable_records_are_rejected_with_their_reason(project):
@@ -172,7 +171,7 @@ def test_unusable_records_are_rejected_with_their_reason(project):
     lines.append(json.dumps({"id": "t8", "audio_filepath": "audio/test/t1.wav", "duration": 45.0, "text": "x"}))
     lines.append(json.dumps({"id": "t1", "audio_filepath": "audio/test/t1.wav", "duration": 1.0, "text": "x"}))
     manifest.write_text("\n".join(lines) + "\n")
-    splits, rejects = evaluate.load_splits(project)
+    splits, rejects = systems.load_splits(project)
     assert [r.id for r in splits[0].records] == ["t1", "t2", "t3"]
     assert [(r.id, r.line) for r in rejects] == [("t9", 4), ("t8", 5), ("t1", 6)]
     assert [r.reason.split()[0] for r in rejects] == ["audio", "longer", "duplicate"]
@@ -190,14 +189,14 @@ def test_extra_manifests_from_the_command_line(project, tmp_path):
     absolute = [r.replace(audio_filepath=str(project.stage_dir("normalize") / r.audio_filepath)) for r in records]
     write_manifest(tmp_path / "test.jsonl", absolute)  # same name as a split: gets a distinct one
     with_extra = config_from_dict({**config_to_dict(project), "evaluate": {"manifests": [str(tmp_path / "test.jsonl")]}})
-    splits, _ = evaluate.load_splits(with_extra)
+    splits, _ = systems.load_splits(with_extra)
     assert [s.name for s in splits] == ["test", "test_general", "test_extra"]
 
 
 def test_a_missing_split_says_which_stage_to_run(project):
     (project.stage_dir("normalize") / "test_general.jsonl").unlink()
-    with pytest.raises(evaluate.DictuneError, match="run `dictune normalize CONFIG` first"):
-        evaluate.load_splits(project)
+    with pytest.raises(systems.DictuneError, match="run `dictune normalize CONFIG` first"):
+        systems.load_splits(project)
 
 
 def test_no_transcript_text_in_logs_at_info(project, tiny_whisper_dir, monkeypatch, caplog, capsys):
@@ -280,9 +279,9 @@ def test_pieces_of_one_dictation_are_counted_as_one_report(project, tmp_path):
     refs = ["No pneumothorax.", "Left effusion.", "A 5 mm nodule."]
     records = [Record(f"p{k}", "a.wav", 1.0, text, extra={"parent_id": "dictation-1"}) for k, text in enumerate(refs)]
     records.append(Record("single", "b.wav", 1.0, "No effusion."))
-    split = evaluate.Split("test", tmp_path / "test.jsonl", tuple(records), "domain")
+    split = systems.Split("test", tmp_path / "test.jsonl", tuple(records), "domain")
     hyps = {"base": {"test": ["pneumothorax", "right effusion", "a 5 mm nodule", "no effusion"]}}
-    clinical = evaluate.score_all(project, [split], hyps)["test"]["base"].clinical
+    clinical = systems.score_all(project, [split], hyps)["test"]["base"].clinical
     assert (clinical.utterances, clinical.reports, clinical.reports_with_error) == (4, 2, 1)
     assert [(r.report, r.utterances, r.counts.total) for r in clinical.per_report] == [
         ("dictation-1", 3, 2), ("single", 1, 0)]  # fmt: skip

@@ -40,20 +40,7 @@ def inputs(config: Config) -> list[Path]:
     return paths
 
 
-def resolve_base(config: Config) -> Path:
-    """The base model as a local Hugging Face directory (builtins are imported on first use)."""
-    from pipeline.models import resolve_model
+def run(config: Config) -> dict[str, Any]:
+    from pipeline.training import fine_tune
 
-    return Path(resolve_model(config.model.base, cache_dir=config.model.cache_dir))
-
-
-def run(config: Config, out_dir: Path | None = None) -> dict[str, Any]:
-    """Train; writes under out_dir (default <work_dir>/train; `dictune curve` gives each point its own)."""
-    import torch
-
-    from pipeline.training.trainer import Trainer
-
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    trainer = Trainer(config, resolve_base(config), out_dir=out_dir)
-    return trainer.train()
+    return fine_tune(config)

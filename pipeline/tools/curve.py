@@ -105,7 +105,7 @@ def run_curve(config: Config) -> dict[str, Any]:
     from pipeline.files import atomic_write_json
     from pipeline.manifest import write_rejects
     from pipeline.models import resolve_model
-    from pipeline.stages.evaluate import load_splits, report_options
+    from pipeline.systems import load_splits, report_options
 
     if not config.lexicon:
         raise DictuneError(
@@ -270,7 +270,7 @@ def _baselines(
 ) -> tuple[dict, dict | None, list[str]]:
     """Scores of the base systems among evaluate.systems, transcribed once for all points."""
     from pipeline.curve_report import point_metrics
-    from pipeline.stages.evaluate import (
+    from pipeline.systems import (
         PROMPT_RULE,
         TRANSCRIPTS_DIR,
         encoder_store,
@@ -373,8 +373,7 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
     """Train on the job's subset with the train stage, score it with the evaluate stage's code."""
     from pipeline.curve_report import point_metrics
     from pipeline.files import atomic_write_json
-    from pipeline.stages import train as train_stage
-    from pipeline.stages.evaluate import (
+    from pipeline.systems import (
         System,
         encoder_store,
         load_splits,
@@ -382,6 +381,7 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
         score_all,
         transcribe_all,
     )
+    from pipeline.training import fine_tune
     from pipeline.training.export import adapted_model
 
     point_config = _point_config(config, job)
@@ -394,7 +394,7 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
     link = _link_encoder_cache(config, train_dir)
     started = time.monotonic()
     try:
-        summary = train_stage.run(point_config, out_dir=train_dir)
+        summary = fine_tune(point_config, out_dir=train_dir)
     finally:
         link.unlink(missing_ok=True)
     trained = time.monotonic()
