@@ -1,7 +1,7 @@
 """Evaluate's systems on its splits: which systems exist (base, adapted, each with a context), the splits'
 records and audio, decoding every system on every split with a transcript cache, and the scores.
 
-The evaluate stage (pipeline/stages/evaluate.py) and `dictune curve` (pipeline/tools/curve.py) both use
+The evaluate stage (pipeline/stages/evaluate.py) and `dictune curve` (pipeline/curve/run.py) both use
 these; see the stage's docstring for the cache key, the vocabulary prompt rule and the shared encoder
 states. Logs carry counts and numbers, never text.
 """

@@ -13,8 +13,8 @@ import soundfile
 import yaml
 
 from pipeline.config import ConfigError, config_from_dict
-from pipeline.curve import draw_order, plan_subsets, quality_split, take_budget
-from pipeline.curve_report import build_curve
+from pipeline.curve.plan import draw_order, plan_subsets, quality_split, take_budget
+from pipeline.curve.report import build_curve
 from pipeline.manifest import Record, write_manifest
 
 SAMPLE_RATE = 16000
@@ -192,7 +192,7 @@ def _meta(quality=None):
 
 
 def test_the_sentences_come_from_the_numbers(tmp_path):
-    from pipeline.curve_report import write_curve
+    from pipeline.curve.report import write_curve
 
     points = [
         _point("random", 0.2, 0, 0.2, 0.28),
@@ -349,8 +349,8 @@ def test_base_transcripts_of_the_evaluate_stage_are_reused_and_no_scores_skip_th
 ):
     from pipeline import runner
     from pipeline.config import load_config
+    from pipeline.curve.run import run_curve
     from pipeline.inference.hf import Transcriber
-    from pipeline.tools.curve import run_curve
 
     config_path, work = curve_project
     _write_split(work, "train", SENTENCES, 8, 0, scored=0)
@@ -387,7 +387,7 @@ def test_base_transcripts_of_the_evaluate_stage_are_reused_and_no_scores_skip_th
 @pytest.mark.slow
 def test_worker_processes_give_the_in_process_results(curve_project):
     from pipeline.config import load_config
-    from pipeline.tools.curve import run_curve
+    from pipeline.curve.run import run_curve
 
     config_path, work = curve_project
     overrides = ["curve.fractions=[0.5, 1.0]", "curve.seeds=2", "curve.quality_arm=false", "threads=1"]
@@ -408,8 +408,8 @@ def test_worker_processes_give_the_in_process_results(curve_project):
 
 def test_extra_training_manifests_join_the_pool_and_each_point_trains_on_its_subset_only(tmp_path):
     from pipeline.config import config_from_dict
+    from pipeline.curve.run import PointJob, _point_config, _train_records
     from pipeline.manifest import Record, write_manifest
-    from pipeline.tools.curve import PointJob, _point_config, _train_records
 
     main, extra = tmp_path / "train.jsonl", tmp_path / "long.jsonl"
     write_manifest(main, [Record(f"s{i}", f"a/s{i}.wav", 3.0, "x") for i in range(2)])

@@ -4,7 +4,7 @@
     build_curve(meta, baselines, points, wall_seconds) -> dict  what curve.json holds
     write_curve(curve, out_dir) -> [curve.md, curve.png]
 
-Keys of curve.json, besides `meta` from pipeline/tools/curve.py (name, base_model, train_manifest,
+Keys of curve.json, besides `meta` from pipeline/curve/run.py (name, base_model, train_manifest,
 total_items, total_hours, term_metric, domain_split, general_split, splits, fractions, seeds, train,
 quality, prompt, notes):
     baselines{system: metrics}, points[{id, arm, fraction, draw, train_seed, items, hours, budget_hours,
