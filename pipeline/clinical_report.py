@@ -36,7 +36,7 @@ def clinical_section(
     scores: dict[str, dict[str, Any]], ids: dict[str, list[str]], options: Any
 ) -> dict[str, Any]:
     """report.json's `clinical`; scores[split][system] are pipeline.metrics.Scores."""
-    from pipeline.metrics import paired_bootstrap
+    from pipeline.bootstrap import paired_bootstrap
 
     comparisons = []
     for split, by_system in scores.items():

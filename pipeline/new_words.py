@@ -68,7 +68,8 @@ def build(refs: dict[str, list[str]], hyps: dict[str, dict[str, list[str]]], see
           splits: Sequence[str], samples: int, seed: int) -> dict[str, Any]:  # fmt: skip
     """The new_words block of the report (see the module docstring); refs[split] and hyps[system][split] are
     in scoring form."""
-    from pipeline.metrics import paired_bootstrap, score
+    from pipeline.bootstrap import paired_bootstrap
+    from pipeline.metrics import score
 
     rows, comparisons = [], []
     for split in splits:

@@ -108,7 +108,7 @@ def _headline(scores: dict[str, dict[str, Any]], systems: list[str], options: Re
 
 
 def _comparisons(scores: dict[str, dict[str, Any]], options: ReportOptions) -> list[dict[str, Any]]:
-    from pipeline.metrics import paired_bootstrap
+    from pipeline.bootstrap import paired_bootstrap
 
     rows = []
     for split, by_system in scores.items():

@@ -27,7 +27,8 @@ def main() -> None:
 
     from pipeline import alignment as al
     from pipeline.lexicon import Lexicon
-    from pipeline.metrics import paired_bootstrap, score
+    from pipeline.bootstrap import paired_bootstrap
+    from pipeline.metrics import score
 
     vocab = [f"w{i}" for i in range(200)]
     ref = " ".join(vocab[(i * 7919) % 200] for i in range(900))

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from pipeline.bootstrap import paired_bootstrap
 from pipeline.clinical import ClinicalCounts
-from pipeline.metrics import paired_bootstrap, score
+from pipeline.metrics import score
 
 NONE: dict[str, int] = {}
 

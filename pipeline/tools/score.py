@@ -78,9 +78,10 @@ def _check_lengths(ref_path: Path, refs: list[str], hyp_path: Path, hyps: list[s
 
 
 def main(args: argparse.Namespace) -> int:
+    from pipeline.bootstrap import CLINICAL_METRICS, paired_bootstrap
     from pipeline.files import atomic_write_text
     from pipeline.lexicon import load_lexicon
-    from pipeline.metrics import CLINICAL_METRICS, paired_bootstrap, score
+    from pipeline.metrics import score
     from pipeline.text import normalize_for_scoring
 
     if args.bootstrap_samples < 1:
