@@ -6,7 +6,6 @@ stage on the same manifest with each worker count and prints the figures side by
 
     .venv/bin/python scripts/bench_normalize.py [--minutes 15] [--workers 1,2] [--repeats 1]
 
-Uses pipeline.text when it exists; otherwise identity text functions (audio dominates the cost).
 The machine is shared: run it when it is quiet, and treat a single run as rough.
 """
 
@@ -20,7 +19,6 @@ import resource
 import sys
 import tempfile
 import time
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,22 +66,6 @@ def make_dataset(folder: Path, minutes: float) -> Path:
     return manifest
 
 
-def ensure_text_functions() -> str:
-    try:
-        from pipeline import text
-
-        if callable(getattr(text, "format_dictation", None)) and callable(
-            getattr(text, "normalize_for_scoring", None)
-        ):
-            return "pipeline.text"
-    except ImportError:
-        pass
-    stand_in = types.ModuleType("pipeline.text")
-    stand_in.format_dictation = stand_in.normalize_for_scoring = lambda s: s
-    sys.modules["pipeline.text"] = stand_in
-    return "identity stand-ins (pipeline.text not available)"
-
-
 def time_run(config, num_proc: int, hours: float, repeats: int) -> dict:
     """Normalize `repeats` times with num_proc workers; the fastest wall time, and its CPU time
     (this process and its workers), which a busy shared machine disturbs much less."""
@@ -115,7 +97,6 @@ def main() -> int:
     parser.add_argument("--out", default="bench/normalize.json", help="where the figures are saved")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    text_source = ensure_text_functions()
     with tempfile.TemporaryDirectory(prefix="bench_normalize_") as tmp:
         tmp = Path(tmp)
         (tmp / "data").mkdir()
@@ -131,9 +112,7 @@ def main() -> int:
         warm_up = time.perf_counter() - start
         rows = [time_run(config, int(n), hours, args.repeats) for n in args.workers.split(",")]
     load = os.getloadavg()[0]
-    print(
-        f"normalize: {hours * 60:.1f} min of audio, {os.cpu_count()} CPUs, load {load:.1f}, text: {text_source}"
-    )
+    print(f"normalize: {hours * 60:.1f} min of audio, {os.cpu_count()} CPUs, load {load:.1f}")
     print(f"(one-time warm-up of librosa/soxr/pyloudnorm: {warm_up:.1f} s, not counted)")
     print(f"{'num_proc':>8} {'wall s':>7} {'audio h/min':>12} {'vs first':>9} {'CPU s':>7} {'h/CPU-min':>10}")
     for row in rows:
@@ -143,7 +122,7 @@ def main() -> int:
             f" {row['cpu_seconds']:>7.2f} {row['hours_per_cpu_minute']:>10.3f}"
         )
     report = {"audio_hours": round(hours, 4), "cpus": os.cpu_count(), "load": round(load, 2)}
-    report.update(warm_up_seconds=round(warm_up, 2), text=text_source, runs=rows)
+    report.update(warm_up_seconds=round(warm_up, 2), runs=rows)
     atomic_write_json(args.out, report)
     return 0
 

@@ -26,8 +26,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipeline import alignment as al
-    from pipeline.lexicon import Lexicon
     from pipeline.bootstrap import paired_bootstrap
+    from pipeline.lexicon import Lexicon
     from pipeline.metrics import score
 
     vocab = [f"w{i}" for i in range(200)]
