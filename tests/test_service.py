@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import signal
 import socket
@@ -226,38 +225,75 @@ def test_corrections_are_stored_with_their_audio_and_ingest_reads_them(server, t
     assert main(["ingest", str(config)]) != 0  # a correction never enters a test split
 
 
-SAVER = """
-import os, sys
-from pipeline.service.store import CorrectionsStore
-store = CorrectionsStore(sys.argv[1])
-i = 0
-while True:
-    store.save("default", os.urandom(1 << 20), ".wav", "hyp", f"text {i}", "m")
-    i += 1
-"""
+def _noise_wav(seed: int) -> bytes:
+    import io
+
+    import numpy as np
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.random.default_rng(seed).uniform(-0.1, 0.1, 16000 * 4).astype(np.float32), 16000,
+                    format="WAV", subtype="PCM_16")  # fmt: skip
+    return buffer.getvalue()
 
 
-def test_kill_9_during_saves_leaves_every_row_with_its_audio_and_every_audio_with_its_row(tmp_path):
-    from pipeline.service.store import AUDIO_DIR, CorrectionsStore, read_corrections
+def test_kill_9_of_the_server_while_saving_leaves_every_row_with_its_audio_and_ingest_clean(
+    tmp_path, tiny_whisper_dir
+):
+    from concurrent.futures import ThreadPoolExecutor
 
-    folder = tmp_path / "store"
-    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(folder)], cwd=Path(__file__).parents[1],
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})  # fmt: skip
+    from pipeline.cli import main
+    from pipeline.manifest import read_manifest
+    from pipeline.service.store import AUDIO_DIR, read_corrections
+    from pipeline.tools.serve import build
+
+    config = write_config(tmp_path, tiny_whisper_dir)
+    port = _free_port()
+    root = Path(__file__).parents[1]
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", str(config), "--port", str(port)],
+                              cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url, store = f"http://127.0.0.1:{port}", tmp_path / "work" / "service"
+    stop = threading.Event()
+
+    def client(index: int) -> int:
+        sent = 0
+        while not stop.is_set():
+            try:
+                httpx.post(url + "/v1/corrections", files={"file": ("d.wav", _noise_wav(index * 100000 + sent))},
+                           data={"text": f"report {index}-{sent}"}, timeout=30)  # fmt: skip
+            except httpx.HTTPError:
+                time.sleep(0.05)  # not up yet, or gone
+            sent += 1
+        return sent
+
     try:
-        for _ in range(600):  # until a few rows exist (bounded: 60 s)
-            if (folder / "corrections.sqlite").exists() and len(read_corrections(folder / "corrections.sqlite")) >= 5:
-                break
-            time.sleep(0.1)
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(client, i) for i in range(4)]
+            for _ in range(1200):  # until some rows exist (bounded: 120 s)
+                db = store / "corrections.sqlite"
+                if db.exists() and len(read_corrections(db)) >= 20:
+                    break
+                time.sleep(0.1)
+            server.send_signal(signal.SIGKILL)  # in the middle of the clients' saves
+            server.wait()
+            stop.set()
+            [f.result() for f in futures]
     finally:
-        saver.send_signal(signal.SIGKILL)
-        saver.wait()
-    store = CorrectionsStore(folder)
-    report = store.recover()
-    rows = store.rows()
-    assert len(rows) >= 5 and report["rows_without_audio"] == 0
-    files = {f"{AUDIO_DIR}/{p.name}" for p in (folder / AUDIO_DIR).iterdir() if p.is_file()}
-    assert files == {r.audio_path for r in rows}
-    assert json.dumps(report) and all((folder / r.audio_path).stat().st_size == 1 << 20 for r in rows)
+        stop.set()
+        if server.poll() is None:
+            server.kill()
+    build(argparse.Namespace(config=str(config), model=None, adapter=None, host=None, port=None, token=None))
+    rows = read_corrections(store / "corrections.sqlite")  # the restart above ran the store's recovery
+    files = {f"{AUDIO_DIR}/{p.name}" for p in (store / AUDIO_DIR).iterdir() if p.is_file()}
+    assert len(rows) >= 20 and files == {r.audio_path for r in rows}
+    assert all(hashlib.sha256((store / r.audio_path).read_bytes()).hexdigest() == r.audio_sha256 for r in rows)
+    ingest = tmp_path / "ingest.yaml"
+    ingest.write_text(yaml.safe_dump({"name": "c", "work_dir": str(tmp_path / "round2"),
+                                      "ingest": {"sources": [{"name": "train", "path": str(store / "corrections.sqlite")}]}}))  # fmt: skip
+    assert main(["ingest", str(ingest)]) == 0
+    assert len(read_manifest(tmp_path / "round2" / "ingest" / "train.jsonl")) == len(rows)
+    assert not (tmp_path / "round2" / "ingest" / "rejects.jsonl").read_text().strip()
 
 
 @pytest.mark.integration
