@@ -342,3 +342,33 @@ def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, t
         running.close()
     (row,) = read_corrections(tmp_path / "work" / "service" / "corrections.sqlite")
     assert row.corrected == "No evidence of pneumonia or pleural effusion." and row.hypothesis == hypothesis
+
+
+def test_dictune_serve_in_a_subprocess_logs_no_transcript_or_correction_text(tmp_path, tiny_whisper_dir, speech_clips):
+    config = write_config(tmp_path, tiny_whisper_dir)
+    port, root = _free_port(), Path(__file__).parents[1]
+    log = tmp_path / "serve.log"
+    with open(log, "w") as handle:
+        server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", str(config), "--port", str(port)],
+                                  cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                                  stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(1200):  # bounded: 120 s
+                assert server.poll() is None, log.read_text()[-2000:]
+                try:
+                    httpx.get(url + "/v1/models", timeout=2)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            wav = speech_clips[5].path.read_bytes()
+            text = _post(url, "clip.wav", wav).json()["text"]
+            saved = httpx.post(url + "/v1/corrections", files={"file": ("clip.wav", wav)},
+                               data={"hypothesis": text, "text": "Quixotic zebra report."}, timeout=60)  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(30)
+    logged = log.read_text()
+    assert saved.status_code == 200 and 'POST /v1/audio/transcriptions HTTP/1.1" 200' in logged
+    assert "Quixotic" not in logged and "zebra" not in logged and "clip.wav" not in logged
+    assert not [w for w in text.split() if len(w) > 3 and w in logged], "transcript text appeared in the log"
