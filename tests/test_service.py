@@ -221,6 +221,11 @@ def test_corrections_are_stored_with_their_audio_and_ingest_reads_them(server, t
     assert main(["ingest", str(config)]) == 0
     (record,) = read_manifest(tmp_path / "round2" / "ingest" / "train.jsonl")
     assert record.text == "No pleural effusion." and record.speaker == "default"
+    more = httpx.post(server.url + "/v1/corrections", files={"file": ("d2.wav", speech_clips[3].path.read_bytes())},
+                      data={"text": "The heart size is normal."}, timeout=60)  # fmt: skip
+    assert more.status_code == 200
+    assert main(["run", str(config), "--only", "ingest"]) == 0  # a new correction: ingest is not skipped
+    assert len(read_manifest(tmp_path / "round2" / "ingest" / "train.jsonl")) == 2
     config.write_text(yaml.safe_dump({"name": "c", "ingest": {"sources": [{"name": "test", "path": str(db)}]}}))
     assert main(["ingest", str(config)]) != 0  # a correction never enters a test split
 

@@ -91,7 +91,13 @@ class CorrectionsStore:
                 " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (profile, digest, relative, hypothesis, corrected, model_id, now, now),
             )
-            return int(cursor.lastrowid)
+            row = int(cursor.lastrowid)
+        db = sqlite3.connect(self.path, timeout=30)
+        try:  # move the row from the WAL into the database file, so ingest's fingerprint of that file changes
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        return row
 
     def rows(self) -> list[Correction]:
         return read_corrections(self.path)
