@@ -15,6 +15,7 @@ Nothing here logs report text.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,12 @@ TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 class ArchiveReport:
     id: str  # file name (txt), the `id` field or column, else file:line
     text: str
-    source: str  # where it came from: file, or file:line
+    path: str  # the file it came from
+    line: int | None = None  # 1-based line in that file (JSONL, CSV); None for a .txt report
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
 
 
 def read_archive(path: str | Path, fields: Sequence[str] = ("text",), max_chars: int = MAX_REPORT_CHARS,
@@ -66,8 +72,8 @@ def read_archive(path: str | Path, fields: Sequence[str] = ("text",), max_chars:
         if problem is not None:
             rejects.append(Reject(source=str(source), line=line, reason=problem, stage=stage, id=report_id))
         else:
-            where = f"{source}:{line}" if line is not None else str(source)
-            reports.append(ArchiveReport(report_id or where, " ".join(text.split()), where))
+            report = ArchiveReport(report_id or "", " ".join(text.split()), str(source), line)
+            reports.append(report if report_id else dataclasses.replace(report, id=report.source))
     if not reports:
         first = f"; first reject: {rejects[0]}" if rejects else ""
         raise DictuneError(f"{path}: archive holds no usable report ({len(rejects)} rejected{first})")

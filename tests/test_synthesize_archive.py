@@ -82,7 +82,7 @@ def test_archive_sentences_keep_list_numbers_with_their_sentence_and_reject_with
     from pipeline.archive import ArchiveReport
     from pipeline.tts.archive import sentences
 
-    report = ArchiveReport("r/1", "1. Hiatal hernia. 2. Pneumobilia. 2. Pneumobilia. Seen by XXXX. (...).", "a.jsonl:3")
+    report = ArchiveReport("r/1", "1. Hiatal hernia. 2. Pneumobilia. 2. Pneumobilia. Seen by XXXX. (...).", "a.jsonl", 3)
     kept, rejects = sentences([report], {sentence_key("Old test sentence.")}, max_words=60)
     assert [p.text for p in kept] == ["1. Hiatal hernia.", "2. Pneumobilia."]
     assert kept[0].id.startswith("arc-r_1-") and kept[0].line == 3

@@ -132,7 +132,7 @@ def create_app(profiles, store, serve_cfg, token: str | None = None, lexicon: st
         if response_format not in RESPONSE_FORMATS:
             raise ServiceError(400, f"response_format {response_format!r}: choose {', '.join(RESPONSE_FORMATS)}")
         _profile(profiles, model)
-        audio = await _audio(file, serve_cfg.max_seconds)
+        _, audio = await _upload(file, serve_cfg.max_seconds)
         result = await queue.run(profiles.transcribe, model, audio, prompt or None)
         logger.info("serve: transcribed %.1f s of audio with profile %s", result.duration, model)  # no names, no text
         return _respond(result, response_format, marks, PlainTextResponse)
@@ -144,10 +144,7 @@ def create_app(profiles, store, serve_cfg, token: str | None = None, lexicon: st
         _profile(profiles, model)
         if not text.strip():
             raise ServiceError(400, "text: the corrected report is empty")
-        data = await file.read()
-        if not data:
-            raise ServiceError(400, f"{file.filename or 'file'}: empty file (0 bytes)")
-        await _audio_from_bytes(data, file.filename, serve_cfg.max_seconds)  # only audio is stored
+        data, _ = await _upload(file, serve_cfg.max_seconds)  # only audio is stored
         suffix = Path(file.filename or "audio.bin").suffix or ".bin"
         row = await asyncio.to_thread(store.save, model, data, suffix, hypothesis, text, profiles.model_id(model))
         logger.info("serve: correction %d saved for %s", row, model)
@@ -166,11 +163,12 @@ def _profile(profiles, name: str) -> None:
                            "invalid_request_error", "model_not_found")  # fmt: skip
 
 
-async def _audio(file, max_seconds: float):
+async def _upload(file, max_seconds: float):
+    """(the uploaded bytes, their decoded 16 kHz audio); 400 for an empty or undecodable file."""
     data = await file.read()
     if not data:
         raise ServiceError(400, f"{file.filename or 'file'}: empty file (0 bytes)")
-    return await _audio_from_bytes(data, file.filename, max_seconds)
+    return data, await _audio_from_bytes(data, file.filename, max_seconds)
 
 
 async def _audio_from_bytes(data: bytes, filename: str | None, max_seconds: float):

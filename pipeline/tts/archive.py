@@ -51,7 +51,7 @@ def sentences(reports, held_out_keys: set[str], max_words: int) -> tuple[list[Pa
     for report in reports:
         stem = re.sub(r"[^A-Za-z0-9_-]+", "_", report.id)[:40]
         stem = f"arc-{stem}-{hashlib.sha1(report.id.encode()).hexdigest()[:6]}"
-        source, line = _where(report.source)
+        source, line = report.path, report.line
         for number, text in enumerate(_with_list_numbers(split_sentences(report.text)), 1):
             pid = f"{stem}-s{number:03d}"
             key = sentence_key(text)
@@ -84,11 +84,6 @@ def _with_list_numbers(parts: list[str]) -> list[str]:
         else:
             out.append(part)
     return out
-
-
-def _where(source: str) -> tuple[str, int | None]:
-    path, _, line = source.rpartition(":")
-    return (path, int(line)) if path and line.isdigit() else (source, None)
 
 
 def candidates(passages: list[Passage], lexicon) -> list[Candidate]:
