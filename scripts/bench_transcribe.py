@@ -112,8 +112,21 @@ def worker(job: dict) -> dict:
         model = job["hf_dir"] if engine == "hf" else job["ct2_dir"]
         hyps, seconds = _dictune(model, engine, "float32" if name.endswith("f32") else "int8", paths, threads)
     total = time.monotonic() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"hyps": hyps, "decode_s": seconds, "load_s": total - seconds, "peak_rss_mb": peak_mb}
+    return {"hyps": hyps, "decode_s": seconds, "load_s": total - seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: /proc's VmHWM (per address space, so it starts afresh at exec), not
+    ru_maxrss, which Linux carries over from the parent across fork + exec (every worker then showed the
+    parent's peak, ~640 MB after it had exported the model)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------------------------------- inputs
