@@ -1,5 +1,6 @@
-"""The same audio through faster-whisper (int8, float32) on the CT2 export, Hugging Face generate, and
-`dictune transcribe` (both engines): RTF, peak RSS and WER / term error of each, side by side.
+"""The same audio through faster-whisper (sequential int8 and float32, batched int8) on the CT2 export,
+Hugging Face generate, and `dictune transcribe` (both engines): RTF, peak RSS and WER / term error of each,
+side by side, and the RTF of each system against the fastest faster-whisper system (the best peer).
 
     .venv/bin/python scripts/bench_transcribe.py [--manifest M.jsonl | --clips 40 --voice flite:awb@1]
         [--long WAV [--long-ref TXT]] [--model tiny.en] [--adapter DIR] [--threads 1]
@@ -11,8 +12,21 @@ recording (e.g. a 3-minute dictation; its reference in --long-ref, default <wav 
 Models: the base (--model) with --adapter merged in is "the merged HF model"; its CT2 export (float16
 weights, `dictune export --format ct2`) is what faster-whisper and `dictune transcribe --engine ct2` run.
 Every system runs in its own subprocess (so peak RSS is per engine), greedy, --threads CPU threads.
+faster-whisper gets dictune's decoding options, never its own defaults (timestamps, temperature fallback,
+beam 5, conditioning on the previous window): beam_size=1, temperature=0 only, without_timestamps=True,
+condition_on_previous_text=False, language "en", max_new_tokens as dictune's (fw_options below).
+    fw-int8, fw-float32   WhisperModel.transcribe, one file at a time (30 s windows, no VAD)
+    fw-batched            BatchedInferencePipeline.transcribe, one call per file, int8 like dictune-ct2,
+                          dictune's batch size, and its VAD settings and chunk length (25 s)
+    fw-batched-pack       the same pipeline, one call per set: each file is cut by faster-whisper's own VAD
+                          and chunker as above, and all chunks go in as clip_timestamps over their
+                          concatenation, so a decoder batch holds chunks of several files (dictune batches
+                          the chunks of a group of files the same way; one call per file cannot fill a
+                          batch with clips shorter than a chunk)
 RTF = decoding wall time (audio reading included, model loading excluded) / audio duration.
-Agreement: WER of one engine's transcripts against the other's (the hf engine's as the reference).
+"/ best fw": a system's RTF (and peak RSS) divided by those of the faster-whisper system with the lowest
+RTF in that set; "best_fw" and "rtf_vs_best_fw" in the JSON.
+Agreement: WER of one engine's transcripts against the other's (the first named as the reference).
 """
 
 from __future__ import annotations
@@ -27,11 +41,14 @@ import tempfile
 import time
 from pathlib import Path
 
-SYSTEMS = ("fw-int8", "fw-float32", "hf-generate", "dictune-ct2", "dictune-ct2-f32", "dictune-hf")
+SYSTEMS = ("fw-int8", "fw-float32", "fw-batched", "fw-batched-pack", "hf-generate", "dictune-ct2", "dictune-ct2-f32",
+           "dictune-hf")  # fmt: skip
 AGREEMENT_PAIRS = (
     ("dictune-hf", "dictune-ct2"),
     ("dictune-hf", "dictune-ct2-f32"),
     ("hf-generate", "fw-float32"),
+    ("dictune-ct2", "fw-batched"),
+    ("fw-batched", "fw-batched-pack"),
 )
 CACHE_DIR = Path("data/bench_transcribe")
 SAMPLE_RATE = 16000
@@ -40,16 +57,77 @@ SAMPLE_RATE = 16000
 # ---------------------------------------------------------------------------------------------- workers
 
 
-def _fw(model_dir: str, compute_type: str, paths: list[str], threads: int) -> tuple[list[str], float]:
-    from faster_whisper import WhisperModel
+def fw_options(system: str) -> dict:
+    """faster-whisper's model, transcribe and VAD arguments for one fw-* system: dictune's decoding options
+    (pipeline.config.TranscribeConfig defaults), never faster-whisper's own defaults."""
+    from pipeline.config import TranscribeConfig
 
-    model = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=threads)
+    o = TranscribeConfig()
+    common = {"language": "en", "beam_size": o.num_beams, "temperature": 0.0, "without_timestamps": True,
+              "condition_on_previous_text": False, "max_new_tokens": o.max_new_tokens}  # fmt: skip
+    if system in ("fw-int8", "fw-float32"):
+        return {"compute_type": system.split("-", 1)[1], "transcribe": {**common, "vad_filter": False}}
+    vad = {
+        "threshold": o.vad_threshold,
+        "min_silence_duration_ms": o.min_pause_ms,
+        "speech_pad_ms": o.speech_pad_ms,
+    }
+    # batched: dictune-ct2's compute type; transcribe(vad_parameters=dict) sets max_speech_duration_s = chunk_length
+    return {"compute_type": o.compute_type, "vad": vad, "transcribe": {**common, "batch_size": o.batch_size,
+            "chunk_length": int(o.max_chunk_seconds), "vad_filter": True, "vad_parameters": vad}}  # fmt: skip
+
+
+def _fw(model_dir: str, system: str, paths: list[str], threads: int) -> tuple[list[str], float]:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    opts = fw_options(system)
+    model = WhisperModel(model_dir, device="cpu", compute_type=opts["compute_type"], cpu_threads=threads,
+                         local_files_only=True)  # fmt: skip
+    kwargs = opts["transcribe"]
+    if system == "fw-batched-pack":
+        return _fw_pack(BatchedInferencePipeline(model), paths, opts)
+    engine = BatchedInferencePipeline(model) if system == "fw-batched" else model
     start = time.monotonic()
     hyps = []
     for path in paths:
-        segments, _ = model.transcribe(path, beam_size=1, language="en")
-        hyps.append(" ".join(s.text.strip() for s in segments))
+        segments, _ = engine.transcribe(path, **kwargs)
+        hyps.append(" ".join(s.text.strip() for s in segments if s.text.strip()))
     return hyps, time.monotonic() - start
+
+
+def _fw_pack(pipe: object, paths: list[str], opts: dict) -> tuple[list[str], float]:
+    """One BatchedInferencePipeline.transcribe call for all files: each file cut by faster-whisper's VAD and
+    chunker exactly as its transcribe(vad_filter=True) does, the chunks concatenated and passed as
+    clip_timestamps (no VAD then runs inside); without timestamps each chunk yields one segment, in order."""
+    import numpy as np
+    from faster_whisper.audio import decode_audio
+    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+    kwargs = {k: v for k, v in opts["transcribe"].items() if k not in ("vad_filter", "vad_parameters")}
+    chunk_s = kwargs["chunk_length"]
+    vad = VadOptions(**opts["vad"], max_speech_duration_s=chunk_s)
+    start = time.monotonic()
+    pieces, owners, clips, offset = [], [], [], 0
+    for i, path in enumerate(paths):
+        audio = decode_audio(path, sampling_rate=SAMPLE_RATE)
+        stamps = get_speech_timestamps(audio, vad)
+        for chunk in collect_chunks(audio, stamps, max_duration=chunk_s)[0] if stamps else []:
+            if not len(chunk):
+                continue
+            pieces.append(chunk)
+            owners.append(i)
+            clips.append({"start": offset / SAMPLE_RATE, "end": (offset + len(chunk)) / SAMPLE_RATE})
+            offset += len(chunk)
+    texts: list[list[str]] = [[] for _ in paths]
+    if pieces:
+        segments, _ = pipe.transcribe(np.concatenate(pieces), clip_timestamps=clips, **kwargs)
+        segments = list(segments)
+        if len(segments) != len(owners):
+            raise RuntimeError(f"fw-batched-pack: {len(segments)} segments for {len(owners)} chunks")
+        for owner, segment in zip(owners, segments):
+            if segment.text.strip():
+                texts[owner].append(segment.text.strip())
+    return [" ".join(t) for t in texts], time.monotonic() - start
 
 
 def _hf_generate(model_dir: str, paths: list[str], threads: int) -> tuple[list[str], float]:
@@ -104,7 +182,7 @@ def worker(job: dict) -> dict:
     started = time.monotonic()
     name, paths, threads = job["system"], job["paths"], job["threads"]
     if name.startswith("fw-"):
-        hyps, seconds = _fw(job["ct2_dir"], name.split("-", 1)[1], paths, threads)
+        hyps, seconds = _fw(job["ct2_dir"], name, paths, threads)
     elif name == "hf-generate":
         hyps, seconds = _hf_generate(job["hf_dir"], paths, threads)
     else:
@@ -207,6 +285,8 @@ def run_set(
             continue
         out = json.loads(done.stdout.strip().splitlines()[-1])
         scores = score(refs, out["hyps"], lexicon)
+        if system.startswith("fw-"):
+            out["fw_options"] = fw_options(system)
         results[system] = {**{k: v for k, v in out.items() if k != "hyps"}, "rtf": out["decode_s"] / audio_s,
                            "wer": scores.wer.rate, "term_error": scores.terms.error_rate if scores.terms else None,
                            "hyps": out["hyps"]}  # fmt: skip
@@ -215,21 +295,33 @@ def run_set(
         )
     agreement = {f"{b} vs {a}": score([*results[a]["hyps"]], [*results[b]["hyps"]]).wer.rate
                  for a, b in AGREEMENT_PAIRS if a in results and b in results}  # fmt: skip
-    return {"files": len(paths), "audio_s": audio_s, "systems": results, "agreement_wer": agreement}
+    peers = [s for s in results if s.startswith("fw-")]
+    best = min(peers, key=lambda s: results[s]["rtf"]) if peers else None
+    for r in results.values():
+        r["rtf_vs_best_fw"] = r["rtf"] / results[best]["rtf"] if best else None
+        r["rss_vs_best_fw"] = r["peak_rss_mb"] / results[best]["peak_rss_mb"] if best else None
+    return {"files": len(paths), "audio_s": audio_s, "best_fw": best, "systems": results,
+            "agreement_wer": agreement}  # fmt: skip
 
 
 def print_table(name: str, result: dict) -> None:
-    systems = result["systems"]
-    ref = systems.get("fw-int8")
-    print(f"\n### {name}: {result['files']} files, {result['audio_s']:.0f} s of audio\n")
-    print("| system | RTF | RTF / fw-int8 | peak RSS MB | RSS / fw-int8 | WER | term error | load s |")
+    systems, best = result["systems"], result.get("best_fw")
+    print(
+        f"\n### {name}: {result['files']} files, {result['audio_s']:.0f} s of audio; best fw = {best or '-'}\n"
+    )
+    print("| system | RTF | RTF / best fw | WER | term error | peak RSS MB | RSS / best fw | load s |")
     print("|---|---|---|---|---|---|---|---|")
     for system, r in systems.items():
-        ratio = f"{r['rtf'] / ref['rtf']:.2f}" if ref else "-"
-        rss = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}" if ref else "-"
+        ratio = f"{r['rtf_vs_best_fw']:.2f}" if best else "-"
+        rss = f"{r['rss_vs_best_fw']:.2f}" if best else "-"
         term = f"{r['term_error']:.3f}" if r["term_error"] is not None else "-"
-        print(f"| {system} | {r['rtf']:.3f} | {ratio} | {r['peak_rss_mb']:.0f} | {rss} | {r['wer']:.3f} | {term} "
+        print(f"| {system} | {r['rtf']:.3f} | {ratio} | {r['wer']:.3f} | {term} | {r['peak_rss_mb']:.0f} | {rss} "
               f"| {r['load_s']:.1f} |")  # fmt: skip
+    if best and "dictune-ct2" in systems:
+        print(
+            f"- dictune-ct2 RTF / {best} RTF (the fastest faster-whisper system): "
+            f"{systems['dictune-ct2']['rtf_vs_best_fw']:.2f}"
+        )
     for pair, wer in result["agreement_wer"].items():
         print(f"- agreement ({pair}, WER of the first against the second): {wer:.4f}")
 
