@@ -216,6 +216,8 @@ class TrainConfig:
     # -- fast decoder-only mode
     cache_encoder_outputs: bool | str = "auto"  # auto (when the encoder is frozen and no augmentation) | true | false
     encoder_cache_dtype: str = "float16"  # float16 | float32: storage of cached encoder outputs
+    encoder_cache_dir: str | None = None  # default <model cache>/encoder_cache, shared by every run
+    encoder_cache_budget_gb: float = 100.0  # auto: cache only when every clip's output fits in this
     # -- evaluation, checkpoints, logging
     eval_steps: int = 50  # dev evaluation every N steps (0 = only at the end)
     eval_max_items: int = 64  # dev items decoded per evaluation (0 = all), a fixed seeded subset
@@ -265,6 +267,8 @@ class TrainConfig:
                 out.append(f"train.{key}: expected [low, high]")
         if self.learning_rate <= 0:
             out.append("train.learning_rate: must be > 0")
+        if self.encoder_cache_budget_gb < 0:
+            out.append("train.encoder_cache_budget_gb: must be >= 0")
         return out
 
 

@@ -345,7 +345,7 @@ def run_dictune(s: Settings, work_dir: str, overrides: dict[str, Any]) -> dict[s
         "setup_seconds": setup_seconds - cache.get("seconds", 0.0),
         "trainable_params": summary["trainable_params"],
         "mode": summary["mode"],
-        "first_labels": list(trainer.dataset.items[0].labels),
+        "first_labels": list(trainer.data.dataset.items[0].labels),
     }
 
 

@@ -282,7 +282,8 @@ def curve_project(tmp_path, tiny_whisper_dir):
         "name": "curvetest", "work_dir": str(work), "seed": 5, "lexicon": str(lexicon),
         "model": {"base": str(tiny_whisper_dir)},
         "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-2, "warmup_steps": 0, "eval_steps": 0,
-                  "log_steps": 1, "generation_max_new_tokens": 4, "eval_batch_size": 4},
+                  "log_steps": 1, "generation_max_new_tokens": 4, "eval_batch_size": 4,
+                  "encoder_cache_dir": str(tmp_path / "encoder_cache")},
         "evaluate": {"max_new_tokens": 4, "bootstrap_samples": 10},
     }  # fmt: skip
     path = tmp_path / "config.yaml"
@@ -308,6 +309,7 @@ def test_tiny_curve_end_to_end_through_the_cli(curve_project, monkeypatch, capsy
     assert removed == ["train-7", "train-6"]  # highest alignment_wer first
     assert points["random-f1-s0"]["items"] == 12 and points["clean-f1-s0"]["items"] == 10
     assert not points["clean-f1-s0"]["budget_met"]
+    computed = []  # clips each trained point encoded: the first one encodes, the others reuse its outputs
     for point_id, point in points.items():
         subset = {
             json.loads(line)["id"]
@@ -318,15 +320,14 @@ def test_tiny_curve_end_to_end_through_the_cli(curve_project, monkeypatch, capsy
             train_dir = out / "points" / point_id / "train"
             assert (train_dir / "adapter" / "adapter_config.json").is_file()
             assert not (train_dir / "merged").exists() and not (train_dir / "checkpoints").exists()
-            assert not (train_dir / "encoder_cache").exists(), (
-                "the shared cache link is removed after training"
-            )
+            computed.append(json.loads((train_dir / "metrics.json").read_text())["encoder_cache"]["computed"])
             assert json.loads((train_dir / "train_config.json").read_text())["resolved"][
                 "train_items"
             ] == len(subset)
         if point["arm"] == "clean":
             assert not subset & set(removed)
-    assert any((work / "train" / "encoder_cache").rglob("*.npy")), "one encoder cache shared by the points"
+    assert sorted(computed)[:-1] == [0] * (len(computed) - 1) and max(computed) > 0, computed
+    assert any((work.parent / "encoder_cache").rglob("*.npy")), "one encoder cache shared by the points"
     assert (out / "curve.png").read_bytes().startswith(PNG_SIGNATURE)
     md = (out / "curve.md").read_text()
     assert curve["sentences"][0] in md and "![learning curve](curve.png)" in md

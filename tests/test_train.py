@@ -49,6 +49,7 @@ def make_config(tmp_path: Path, corpus: dict[str, Path], model_dir: Path | None 
         "log_steps": 1,
         "generation_max_new_tokens": 4,
         "eval_batch_size": 4,
+        "encoder_cache_dir": str(tmp_path / "encoder_cache"),  # each test its own (the default is shared)
     }
     data = {
         "name": "t",
@@ -70,8 +71,8 @@ def trainer_for(tmp_path, corpus, model_dir, **train):
 
 
 def fixed_batch(trainer, n: int = 4) -> dict:
-    rows = [trainer.dataset[(i, 0)] for i in range(n)]
-    return trainer._inputs(trainer.collator(rows))
+    rows = [trainer.data.dataset[(i, 0)] for i in range(n)]
+    return trainer._inputs(trainer.data.collator(rows))
 
 
 def batch_loss(trainer, batch) -> float:
@@ -323,14 +324,14 @@ def test_cached_encoder_outputs_give_the_uncached_loss(tiny_whisper_dir, corpus,
     common = {"adapt": "decoder", "precision": "fp32", "encoder_cache_dtype": "float32"}
     cached = trainer_for(tmp_path, corpus, tiny_whisper_dir, cache_encoder_outputs=True, **common)
     assert cached.use_cache and cached.mode_name() == "lora-decoder-cached"
-    assert cached.cache.computed == 12  # 8 train + 4 dev clips
+    assert cached.data.cache.computed == 12  # 8 train + 4 dev clips
     plain = trainer_for(tmp_path, corpus, tiny_whisper_dir, cache_encoder_outputs=False, **common)
     assert not plain.use_cache
     cached_batch, plain_batch = fixed_batch(cached), fixed_batch(plain)
     assert "encoder_hidden_states" in cached_batch and "input_features" in plain_batch
     assert abs(batch_loss(cached, cached_batch) - batch_loss(plain, plain_batch)) < 1e-5
     again = trainer_for(tmp_path, corpus, tiny_whisper_dir, cache_encoder_outputs="auto", **common)
-    assert again.use_cache and again.cache.computed == 0 and again.cache.hits == 12  # reused from disk
+    assert again.use_cache and again.data.cache.computed == 0 and again.data.cache.hits == 12  # reused from disk
 
 
 def test_cache_refuses_when_the_encoder_trains(tiny_whisper_dir, corpus, tmp_path):
@@ -468,7 +469,7 @@ def test_unusable_items_go_to_rejects(tiny_whisper_dir, corpus, tmp_path):
     ]
     assert {r["id"]: r["line"] for r in rejects} == {"gone": 9, "long": 10}
     assert "cannot be read" in rejects[0]["reason"] and "tokens" in rejects[1]["reason"]
-    assert trainer.n_train == 8
+    assert trainer.data.n_train == 8
 
 
 def test_replay_general_dev_augmentation_and_spec_augment_are_wired(tiny_whisper_dir, corpus, tmp_path):
@@ -479,12 +480,12 @@ def test_replay_general_dev_augmentation_and_spec_augment_are_wired(tiny_whisper
         tmp_path, corpus, tiny_whisper_dir, replay_manifest=str(replay), replay_ratio=0.5,
         general_dev_manifest=str(replay), noise=True, augment_prob=1.0, spec_augment=True, mask_time_prob=0.5,
     )  # fmt: skip
-    assert trainer.n_train == 8 and trainer.n_replay == 4 and trainer.plan.replay_count == 8
+    assert trainer.data.n_train == 8 and trainer.data.n_replay == 4 and trainer.data.plan.replay_count == 8
     assert not trainer.use_cache  # augmentation needs the encoder at every step
-    row = trainer.dataset[(0, 0)]
-    assert not np.array_equal(row["audio"], load_waveform(trainer.dataset.items[0].audio_path))
-    assert np.array_equal(row["audio"], trainer.dataset[(0, 0)]["audio"])  # same (seed, epoch, item)
-    assert not np.array_equal(row["audio"], trainer.dataset[(0, 1)]["audio"])  # another epoch
+    row = trainer.data.dataset[(0, 0)]
+    assert not np.array_equal(row["audio"], load_waveform(trainer.data.dataset.items[0].audio_path))
+    assert np.array_equal(row["audio"], trainer.data.dataset[(0, 0)]["audio"])  # same (seed, epoch, item)
+    assert not np.array_equal(row["audio"], trainer.data.dataset[(0, 1)]["audio"])  # another epoch
     whisper = trainer.whisper
     assert whisper.config.apply_spec_augment and whisper.config.mask_time_prob == 0.5
     features = fixed_batch(trainer)["input_features"]
@@ -508,7 +509,7 @@ def test_real_tiny_en_reads_its_labels_and_transcribes_from_the_cache(tiny_en_di
     corpus = {"train": manifest, "dev": manifest, "lexicon": lexicon}
     trainer = trainer_for(tmp_path, corpus, tiny_en_dir, learning_rate=1e-6, max_steps=1,
                           generation_max_new_tokens=48, eval_batch_size=5)  # fmt: skip
-    assert trainer.use_cache and trainer.cache.computed == len(speech_clips)
+    assert trainer.use_cache and trainer.data.cache.computed == len(speech_clips)
     result = trainer.evaluate()
     assert result["dev_loss"] < 1.0, result
     assert result["dev_wer"] < 0.35, result

@@ -14,8 +14,8 @@ same key are copied, not decoded again. Every other train.* and evaluate.* setti
 `dictune run`: the same dev and test sets, and train.max_steps at every point (a fixed compute budget).
 The fast decoder-only mode is the default (train.adapt=decoder); train.adapt=both is the full mode.
 
-The points share one encoder cache (the train stage's <work_dir>/train/encoder_cache, linked into each
-point's folder while it trains), so a clip is encoded once for the whole curve; and, for scoring, the
+The points share one encoder cache (train.encoder_cache_dir, by default the model cache's, shared by
+every run), so a clip is encoded once for the whole curve; and, for scoring, the
 evaluate stage's store of the base encoder's outputs on the test clips (<work_dir>/evaluate/encoder_states):
 in the decoder-only mode every point has the base encoder, so no point encodes a test clip again. Each
 point is the model after train.max_steps, with one dev evaluation at the end (train.eval_steps=0): a
@@ -354,12 +354,8 @@ def run_point(config: Config, job: PointJob, base_dir: Path) -> dict[str, Any]:
         logger.info("curve: %s unchanged, result reused", job.id)
         return dict(cached, reused=True)
     train_dir = job.dir / "train"
-    link = _link_encoder_cache(config, train_dir)
     started = time.monotonic()
-    try:
-        summary = fine_tune(point_config, out_dir=train_dir)
-    finally:
-        link.unlink(missing_ok=True)
+    summary = fine_tune(point_config, out_dir=train_dir)
     trained = time.monotonic()
     adapted = adapted_model(config, base_dir, train_dir)
     if adapted is None:
@@ -419,22 +415,6 @@ def _read_result(path: Path, key: str) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return result if result.get("key") == key else None
-
-
-def _link_encoder_cache(config: Config, train_dir: Path) -> Path:
-    """Point the trainer's encoder cache at the train stage's, shared by every point; returns the link."""
-    from pipeline.training.trainer import CACHE_DIR
-
-    shared = (config.stage_dir("train") / CACHE_DIR).resolve()
-    shared.mkdir(parents=True, exist_ok=True)
-    link = train_dir / CACHE_DIR
-    train_dir.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.is_file():
-        link.unlink()
-    elif link.is_dir():
-        shutil.rmtree(link)
-    link.symlink_to(shared, target_is_directory=True)
-    return link
 
 
 def _prune(train_dir: Path, keep_models: bool) -> None:

@@ -2,6 +2,8 @@
 
     dictune model import SPEC --out DIR [--force]    write SPEC as a Hugging Face Whisper dir at DIR
     dictune model info SPEC [--json]                 kind, resolved dir, size, special token ids
+    dictune model random SIZE --out DIR [--seed N]   a random-weight model of a Whisper size (small,
+                                                     medium, large-v3-turbo, ...) for code-path tests
 
 SPEC is a builtin (tiny.en, base), a local Hugging Face or CTranslate2 Whisper dir, or a hub id
 (used only when the hub is reachable). Builtins and CT2 dirs are imported once into the cache
@@ -28,19 +30,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info = sub.add_parser("info", help="describe SPEC (importing it into the cache if needed)")
     info.add_argument("spec", help="tiny.en, base, a local HF/CT2 dir, or a hub id")
     info.add_argument("--json", action="store_true", help="print one JSON object")
-    for action in (imp, info):
+    rand = sub.add_parser("random", help="write a random-weight model of a Whisper size (no weights needed)")
+    rand.add_argument("size", help="tiny.en, tiny, base, small, medium, large-v3, large-v3-turbo")
+    rand.add_argument("--out", required=True, help="directory to write (atomically)")
+    rand.add_argument("--seed", type=int, default=0)
+    rand.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    for action in (imp, info, rand):
         action.add_argument("--cache-dir", default=None, help="import cache (default $DICTUNE_CACHE)")
+
+
+def _checked_out(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DictuneError(f"{out}: --out is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise DictuneError(f"{out}: exists and is not empty; pass --force to replace it")
+    return out
+
+
+def _random(args: argparse.Namespace) -> int:
+    from pipeline.models.shapes import random_model
+
+    print(random_model(args.size, _checked_out(args), args.seed, args.cache_dir))
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:
     from pipeline.files import atomic_dir
     from pipeline.models import import_ct2, locate
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DictuneError(f"{out}: --out is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise DictuneError(f"{out}: exists and is not empty; pass --force to replace it")
+    out = _checked_out(args)
     source = locate(args.spec, args.cache_dir)
     with atomic_dir(out) as tmp:
         if source.format == "ct2":
@@ -74,4 +93,4 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    return _import(args) if args.model_command == "import" else _info(args)
+    return {"import": _import, "info": _info, "random": _random}[args.model_command](args)

@@ -4,11 +4,17 @@ When the encoder is frozen and the audio is not augmented, the encoder output of
 every step, and it is most of the compute (Whisper always encodes a 30 s window). Each clip is encoded
 once (batched, no grad, under the training autocast) and stored as an .npy file:
 
-    <work_dir>/train/encoder_cache/<model key>/<aa>/<audio sha256>.npy
+    <encoder cache>/<model key>/<aa>/<audio sha256>.npy
 
-The model key hashes the encoder weights, the feature-extractor settings, the precision and the storage
-dtype, so a rerun with the same base model and audio reuses the files and anything else gets its own
-folder. Files are written atomically; a killed run leaves no half-written entry.
+<encoder cache> is train.encoder_cache_dir, else <cache>/encoder_cache (the model cache: --cache-dir,
+$DICTUNE_CACHE, ~/.cache/dictune), shared by every run and work dir. The model key hashes the encoder
+weights, the feature-extractor settings, the precision and the storage dtype, so any run with the same
+base encoder and audio reuses the files and anything else gets its own folder. Files are written
+atomically (a killed run leaves no half-written entry) and read memory-mapped.
+
+Whether to cache at all is `plan_cache`: the outputs of every clip must fit the disk budget
+(train.encoder_cache_budget_gb) and the free space, and on a GPU encoding is cheaper than reading
+1500 x d_model values per clip from disk, so `auto` encodes on the fly there.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,8 @@ from pipeline.training.data import TrainItem, load_waveform, log_mel
 
 logger = logging.getLogger("dictune")
 
+CACHE_DIR = "encoder_cache"  # under the model cache root, unless train.encoder_cache_dir says where
+FREE_SPACE_MARGIN = 0.9  # never plan to fill more than this share of the free disk space
 CACHE_VERSION = 1  # bump when the stored layout or the way outputs are computed changes
 NUMPY_DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -108,8 +117,57 @@ class EncoderCache:
         """The cached encoder output of an item as a tensor (frames, d_model) of load_dtype (float32 default)."""
         import torch
 
-        tensor = torch.from_numpy(np.load(self.path(item)))
-        return tensor.to(self.load_dtype or torch.float32)
+        mapped = np.load(self.path(item), mmap_mode="r")  # one read of the file, no intermediate copy
+        return torch.from_numpy(np.array(mapped)).to(self.load_dtype or torch.float32)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    use: bool  # cache encoder outputs on disk (else encode on the fly at every step)
+    clips: int
+    bytes_per_clip: int
+    budget_bytes: int
+    free_bytes: int
+    reason: str  # one line with the arithmetic, for the log and metrics.json
+
+    @property
+    def total_bytes(self) -> int:
+        return self.clips * self.bytes_per_clip
+
+
+def plan_cache(clips: int, d_model: int, dtype: str, budget_gb: float, free_bytes: int, on_gpu: bool,
+               frames: int = 1500) -> CachePlan:  # fmt: skip
+    """Cache or encode on the fly (train.cache_encoder_outputs=auto, encoder frozen, no augmentation)."""
+    per_clip = frames * d_model * np.dtype(NUMPY_DTYPES[dtype]).itemsize
+    budget = int(budget_gb * 1e9)
+    total = clips * per_clip
+    sizes = f"{clips:,} clips x {per_clip / 1e6:.2f} MB ({frames} frames x {d_model} x {dtype}) = {total / 1e9:.1f} GB"
+    if on_gpu:
+        use, why = False, "on a GPU the encoder pass costs less than reading its output from disk: encoded on the fly"
+    elif total > budget:
+        use, why = False, f"over the disk budget of {budget / 1e9:.0f} GB (train.encoder_cache_budget_gb): encoded on the fly"
+    elif total > FREE_SPACE_MARGIN * free_bytes:
+        use, why = False, f"over {FREE_SPACE_MARGIN:.0%} of the free disk space ({free_bytes / 1e9:.0f} GB): encoded on the fly"
+    else:
+        use, why = True, f"within the disk budget of {budget / 1e9:.0f} GB: cached on disk"
+    return CachePlan(use, clips, per_clip, budget, free_bytes, f"encoder cache: {sizes}, {why}")
+
+
+def cache_root_dir(configured: str | None, cache_dir: str | None = None) -> Path:
+    """train.encoder_cache_dir, else <model cache>/encoder_cache (shared by every run)."""
+    from pipeline.models.resolve import cache_root
+
+    return Path(configured).expanduser() if configured else cache_root(cache_dir) / CACHE_DIR
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the disk that holds `path` (its nearest existing parent)."""
+    import shutil
+
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def prepare_cache(

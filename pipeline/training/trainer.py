@@ -19,7 +19,6 @@ import logging
 import random
 import shutil
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -30,19 +29,17 @@ import numpy as np
 from pipeline.config import Config, config_to_dict
 from pipeline.errors import DictuneError
 from pipeline.files import atomic_write_json
-from pipeline.manifest import write_rejects
 from pipeline.training import checkpoint as ckpt
-from pipeline.training.data import AugmentOptions, BatchPlan, Collator, SpeechDataset, TrainItem, load_items
-from pipeline.training.encoder_cache import EncoderCache, prepare_cache
-from pipeline.training.evaluation import EvalContext, evaluate_split, load_terms
+from pipeline.training.data import AugmentOptions
+from pipeline.training.evaluation import EvalContext, evaluate_split
+from pipeline.training.inputs import TrainingInputs
 from pipeline.training.loss import WhisperSeq2SeqLoss
-from pipeline.training.model_setup import setup_model, spec_augment_active
+from pipeline.training.model_setup import setup_model
 from pipeline.training.state import LoopState, resolve_precision
 
 logger = logging.getLogger("dictune")
 
 CHECKPOINT_DIR = "checkpoints"
-CACHE_DIR = "encoder_cache"
 BEST_DIR = "best"
 LOG_DIR = "logs"
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
@@ -113,130 +110,13 @@ class Trainer:
             self.cfg.gain,
             self.cfg.gain_db,
         )
-        self.use_cache = self._resolve_cache_mode()
         self.loss_module = WhisperSeq2SeqLoss(self.bundle.model, self.whisper, self.bundle.encoder_trainable)
         self.loss_module.to(self.accelerator.device)
 
-    def _resolve_cache_mode(self) -> bool:
-        setting = str(self.cfg.cache_encoder_outputs).lower()
-        blockers = [
-            name
-            for name, on in (
-                ("the encoder trains (set train.adapt=decoder)", self.bundle.encoder_trainable),
-                ("waveform augmentation is on", self.augment_options.enabled),
-                ("SpecAugment is on", spec_augment_active(self.cfg)),
-            )
-            if on
-        ]
-        if setting == "true" and blockers:
-            raise DictuneError(f"train.cache_encoder_outputs=true is impossible: {'; '.join(blockers)}")
-        return setting == "true" or (setting == "auto" and not blockers)
-
     def _setup_data(self) -> None:
-        cfg, work = self.cfg, self.config.work_path
-        train_path = Path(cfg.train_manifest or work / "normalize" / "train.jsonl")
-        dev_path = cfg.dev_manifest if cfg.dev_manifest is not None else work / "normalize" / "dev.jsonl"
-        train, rejects = self._load(train_path, "train")
-        self.sources = {str(train_path): _amount(train)}  # items and hours per training manifest
-        for extra_path in cfg.extra_train_manifests:
-            more_train, more = self._load(Path(extra_path), "train")
-            train, rejects = train + more_train, rejects + more
-            self.sources[str(extra_path)] = _amount(more_train)
-        if not train:
-            raise DictuneError(
-                f"{train_path}: no usable training items (see {self.out_dir / 'rejects.jsonl'})"
-            )
-        replay: list[TrainItem] = []
-        if cfg.replay_manifest and cfg.replay_ratio > 0:
-            replay, more = self._load(Path(cfg.replay_manifest), "replay")
-            rejects += more
-        self.dev, more = self._load_optional(dev_path, "dev", required=bool(cfg.dev_manifest))
-        rejects += more
-        self.general_dev, more = self._load_optional(cfg.general_dev_manifest, "general_dev", required=True)
-        rejects += more
-        mixed, shares = [], []  # train.mix_manifests: drawn into each epoch at a set share
-        for path, share in cfg.mix_manifests.items():
-            items, more = self._load(Path(path), "mix")
-            mixed, shares, rejects = mixed + [items], shares + [share], rejects + more
-            self.sources[path] = _amount(items)
-        if self.accelerator.is_main_process:
-            write_rejects(self.out_dir / "rejects.jsonl", rejects)
-        for reject in rejects:
-            logger.warning("train: skipped %s", reject)
-        self.n_train, self.n_replay, self.n_rejected = len(train), len(replay), len(rejects)
-        rest = 1 - (cfg.replay_ratio if replay else 0) - sum(s for s, m in zip(shares, mixed) if m)
-        draws = [round(len(train) * share / rest) if pool else 0
-                 for pool, share in zip([replay, *mixed], [cfg.replay_ratio, *shares])]  # fmt: skip
-        for path, count in zip(cfg.mix_manifests, draws[1:]):
-            self.sources[path]["per_epoch"] = count
-        items = train + replay + [i for pool in mixed for i in pool]
-        self.plan = BatchPlan(
-            [i.duration for i in items],
-            len(train),
-            draws[0],
-            cfg.batch_size,
-            self.config.seed,
-            cfg.group_by_length,
-            cfg.mega_batch_factor,
-            self.accelerator.num_processes,
-            self.accelerator.process_index,
-            pools=list(zip([len(replay), *map(len, mixed)], draws)),
-        )
-        self.cache = self._build_cache(items + self.dev + self.general_dev) if self.use_cache else None
-        augment = None if self.use_cache else self.augment_options
-        self.terms = load_terms(self.config.lexicon)
-        contexts = self._contexts(items)
-        self.dataset = SpeechDataset(items, self.config.seed, augment, self.cache, contexts)
-        config = self.whisper.config
-        self.collator = Collator(self.bundle.processor.feature_extractor, config.decoder_start_token_id,
-                                 config.pad_token_id)  # fmt: skip
-
-    def _contexts(self, items: list[TrainItem]) -> Any:
-        """Training contexts (pipeline/training/prompts.py), or None when train.context_* turn them off."""
-        from pipeline.training.prompts import ContextOptions, TrainingContexts
-
-        cfg = self.cfg
-        options = ContextOptions(cfg.context_terms_share, cfg.context_previous_share, tuple(cfg.context_distractors),
-                                 cfg.context_keep_own, cfg.context_max_tokens)  # fmt: skip
-        if not options.enabled:
-            return None
-        return TrainingContexts(items, self.terms, self.bundle.processor.tokenizer, options, self.config.seed,
-                                self.whisper.config.max_target_positions)  # fmt: skip
-
-    def _load(self, path: Path, source: str) -> tuple[list[TrainItem], list]:
-        return load_items(
-            path,
-            source,
-            self.bundle.processor.tokenizer,
-            self.whisper.config.decoder_start_token_id,
-            min(self.cfg.max_label_tokens, self.whisper.config.max_target_positions),
-            self.cfg.prepend_space,
-        )
-
-    def _load_optional(
-        self, path: str | Path | None, source: str, required: bool
-    ) -> tuple[list[TrainItem], list]:
-        """A dev-type manifest, capped at eval_max_items (a seeded subset); none: no such evaluation."""
-        if not path or not Path(path).is_file():
-            if path and required:
-                raise DictuneError(f"{path}: manifest not found (train.{source}_manifest)")
-            if path:
-                logger.info("train: no %s manifest at %s, so no %s evaluation", source, path, source)
-            return [], []
-        items, rejects = self._load(Path(path), source)
-        limit = self.cfg.eval_max_items
-        if limit and len(items) > limit:
-            rng = np.random.default_rng([self.config.seed, zlib.crc32(source.encode())])
-            keep = rng.choice(len(items), limit, replace=False)
-            items = [items[i] for i in sorted(keep)]
-        return items, rejects
-
-    def _build_cache(self, items: list[TrainItem]) -> EncoderCache:
-        return prepare_cache(
-            self.whisper.model.encoder, self.bundle.processor.feature_extractor, items, self.out_dir / CACHE_DIR,
-            self.precision, self.cfg.encoder_cache_dtype, self.accelerator, self.cfg.eval_batch_size,
-            progress=self.progress,
-        )  # fmt: skip
+        self.data = TrainingInputs(self.config, self.bundle, self.accelerator, self.out_dir, self.augment_options,
+                                   self.precision, self.progress)  # fmt: skip
+        self.use_cache, self.dev, self.general_dev = self.data.use_cache, self.data.dev, self.data.general_dev
 
     def _setup_optimizer(self) -> None:
         import torch
@@ -274,7 +154,7 @@ class Trainer:
         if acc.is_main_process:
             atomic_write_json(self.out_dir / "train_config.json", self.resolved_config())
         writer = self._writer()
-        batches = iter(self._loader(start=self.state.step * cfg.gradient_accumulation_steps))
+        batches = iter(self.data.loader(start=self.state.step * cfg.gradient_accumulation_steps))
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.state.step,
@@ -361,25 +241,6 @@ class Trainer:
         if not self.bundle.encoder_trainable:
             self.whisper.model.encoder.eval()  # a frozen encoder computes what the cache holds
 
-    def _loader(self, start: int) -> Any:
-        import torch
-        from torch.utils.data import DataLoader
-
-        plan = self.plan
-
-        class _Batches:
-            def __iter__(self) -> Any:
-                return plan.iterate(start)
-
-        return DataLoader(
-            self.dataset,
-            batch_sampler=_Batches(),
-            collate_fn=self.collator,
-            num_workers=self.cfg.num_workers,
-            generator=torch.Generator().manual_seed(self.config.seed),
-            persistent_workers=False,
-        )
-
     def _tensor(self, value: float) -> Any:
         import torch
 
@@ -411,14 +272,14 @@ class Trainer:
         ctx = EvalContext(
             core,
             self.bundle.processor,
-            self.collator,
+            self.data.collator,
             self.accelerator.autocast,
             self.accelerator.device,
             self.cfg.eval_batch_size,
             self.cfg.generation_max_new_tokens,
             self.cfg.language if self.bundle.is_multilingual else None,
-            self.terms,
-            self.cache,
+            self.data.terms,
+            self.data.cache,
         )
         result: dict[str, Any] = {}
         for name, items in (("dev", self.dev), ("general", self.general_dev)):
@@ -466,11 +327,12 @@ class Trainer:
                 "encoder_cache": self.use_cache,
                 "world_size": self.accelerator.num_processes,
                 "is_multilingual": self.bundle.is_multilingual,
-                "train_items": self.n_train,
-                "replay_items": self.n_replay,
+                "encoder_cache_plan": self.data.cache_plan and self.data.cache_plan.reason,
+                "train_items": self.data.n_train,
+                "replay_items": self.data.n_replay,
                 "dev_items": len(self.dev),
                 "general_dev_items": len(self.general_dev),
-                "rejected_items": self.n_rejected,
+                "rejected_items": self.data.n_rejected,
             },
         }
 
@@ -516,22 +378,12 @@ class Trainer:
         return summary
 
     def _summary(self, wall_seconds: float) -> dict[str, Any]:
-        cache = self.cache
         return {
             "mode": self.mode_name(),
             "precision": self.precision,
             **self.state.summary(wall_seconds),
-            "encoder_cache": None
-            if cache is None
-            else {"computed": cache.computed, "reused": cache.hits, "seconds": round(cache.seconds, 2)},
             "trainable_params": self.bundle.trainable_params,
             "total_params": self.bundle.total_params,
-            "train_items": self.n_train,
-            "train_sources": self.sources,
-            "rejected_items": self.n_rejected,
+            **self.data.summary(),
             "exported": "best" if self.cfg.export_best and self.state.best_step is not None else "last",
         }
-
-
-def _amount(items: list[TrainItem]) -> dict[str, float]:
-    return {"items": len(items), "hours": round(sum(i.duration for i in items) / 3600, 3)}

@@ -1,0 +1,195 @@
+"""What the training loop consumes, prepared before it starts: items, rejects, the batch plan, the
+encoder cache decision, contexts, the dataset and collator, and the DataLoader from any micro-batch on.
+
+    inputs = TrainingInputs(config, bundle, accelerator, out_dir, augment_options, precision)
+    batches = iter(inputs.loader(start))       # endless micro-batches, resumable at any number
+
+Training items come from train.train_manifest (default <work_dir>/normalize/train.jsonl) plus
+extra_train_manifests; replay and mix_manifests pools are drawn into each epoch at their shares
+(pipeline.training.data.BatchPlan). Every item that cannot be trained on is listed in <out>/rejects.jsonl.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.errors import DictuneError
+from pipeline.manifest import write_rejects
+from pipeline.training.data import AugmentOptions, BatchPlan, Collator, SpeechDataset, TrainItem, load_items
+from pipeline.training.encoder_cache import CachePlan, cache_root_dir, free_bytes, plan_cache, prepare_cache
+from pipeline.training.evaluation import load_terms
+from pipeline.training.model_setup import spec_augment_active
+
+logger = logging.getLogger("dictune")
+
+
+def cache_blockers(cfg: Any, encoder_trainable: bool, augment: AugmentOptions) -> list[str]:
+    """Why encoder outputs cannot be cached (each a reason), empty when they can."""
+    checks = (
+        ("the encoder trains (set train.adapt=decoder)", encoder_trainable),
+        ("waveform augmentation is on", augment.enabled),
+        ("SpecAugment is on", spec_augment_active(cfg)),
+    )
+    return [name for name, on in checks if on]
+
+
+class TrainingInputs:
+    def __init__(self, config: Config, bundle: Any, accelerator: Any, out_dir: Path, augment: AugmentOptions,
+                 precision: str, progress: bool = False):  # fmt: skip
+        self.config, self.cfg = config, config.train
+        self.bundle, self.accelerator, self.out_dir = bundle, accelerator, out_dir
+        self.precision, self.progress = precision, progress
+        self.whisper = bundle.whisper
+        self._load_all()
+        items = self.items + self.dev + self.general_dev
+        self.cache_plan = self._plan_cache(len({i.audio_path for i in items}), augment)
+        self.use_cache = self.cache_plan is not None and self.cache_plan.use
+        self.cache = self._build_cache(items) if self.use_cache else None
+        self.terms = load_terms(config.lexicon)
+        self.dataset = SpeechDataset(self.items, config.seed, None if self.use_cache else augment, self.cache,
+                                     self._contexts(self.items))  # fmt: skip
+        whisper_config = self.whisper.config
+        self.collator = Collator(bundle.processor.feature_extractor, whisper_config.decoder_start_token_id,
+                                 whisper_config.pad_token_id)  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ items
+
+    def _load_all(self) -> None:
+        cfg, work = self.cfg, self.config.work_path
+        train_path = Path(cfg.train_manifest or work / "normalize" / "train.jsonl")
+        dev_path = cfg.dev_manifest if cfg.dev_manifest is not None else work / "normalize" / "dev.jsonl"
+        train, rejects = self._load(train_path, "train")
+        self.sources = {str(train_path): amount(train)}  # items and hours per training manifest
+        for extra_path in cfg.extra_train_manifests:
+            more_train, more = self._load(Path(extra_path), "train")
+            train, rejects = train + more_train, rejects + more
+            self.sources[str(extra_path)] = amount(more_train)
+        if not train:
+            raise DictuneError(f"{train_path}: no usable training items (see {self.out_dir / 'rejects.jsonl'})")
+        replay: list[TrainItem] = []
+        if cfg.replay_manifest and cfg.replay_ratio > 0:
+            replay, more = self._load(Path(cfg.replay_manifest), "replay")
+            rejects += more
+        self.dev, more = self._load_optional(dev_path, "dev", required=bool(cfg.dev_manifest))
+        rejects += more
+        self.general_dev, more = self._load_optional(cfg.general_dev_manifest, "general_dev", required=True)
+        rejects += more
+        mixed, shares = [], []  # train.mix_manifests: drawn into each epoch at a set share
+        for path, share in cfg.mix_manifests.items():
+            items, more = self._load(Path(path), "mix")
+            mixed, shares, rejects = mixed + [items], shares + [share], rejects + more
+            self.sources[path] = amount(items)
+        if self.accelerator.is_main_process:
+            write_rejects(self.out_dir / "rejects.jsonl", rejects)
+        for reject in rejects:
+            logger.warning("train: skipped %s", reject)
+        self.n_train, self.n_replay, self.n_rejected = len(train), len(replay), len(rejects)
+        rest = 1 - (cfg.replay_ratio if replay else 0) - sum(s for s, m in zip(shares, mixed) if m)
+        draws = [round(len(train) * share / rest) if pool else 0
+                 for pool, share in zip([replay, *mixed], [cfg.replay_ratio, *shares])]  # fmt: skip
+        for path, count in zip(cfg.mix_manifests, draws[1:]):
+            self.sources[path]["per_epoch"] = count
+        self.items = train + replay + [i for pool in mixed for i in pool]
+        acc = self.accelerator
+        self.plan = BatchPlan([i.duration for i in self.items], len(train), draws[0], cfg.batch_size,
+                              self.config.seed, cfg.group_by_length, cfg.mega_batch_factor, acc.num_processes,
+                              acc.process_index, pools=list(zip([len(replay), *map(len, mixed)], draws)))  # fmt: skip
+
+    def _load(self, path: Path, source: str) -> tuple[list[TrainItem], list]:
+        config = self.whisper.config
+        return load_items(path, source, self.bundle.processor.tokenizer, config.decoder_start_token_id,
+                          min(self.cfg.max_label_tokens, config.max_target_positions), self.cfg.prepend_space)  # fmt: skip
+
+    def _load_optional(self, path: str | Path | None, source: str, required: bool) -> tuple[list[TrainItem], list]:
+        """A dev-type manifest, capped at eval_max_items (a seeded subset); none: no such evaluation."""
+        if not path or not Path(path).is_file():
+            if path and required:
+                raise DictuneError(f"{path}: manifest not found (train.{source}_manifest)")
+            if path:
+                logger.info("train: no %s manifest at %s, so no %s evaluation", source, path, source)
+            return [], []
+        items, rejects = self._load(Path(path), source)
+        limit = self.cfg.eval_max_items
+        if limit and len(items) > limit:
+            rng = np.random.default_rng([self.config.seed, zlib.crc32(source.encode())])
+            keep = rng.choice(len(items), limit, replace=False)
+            items = [items[i] for i in sorted(keep)]
+        return items, rejects
+
+    def _contexts(self, items: list[TrainItem]) -> Any:
+        """Training contexts (pipeline/training/prompts.py), or None when train.context_* turn them off."""
+        from pipeline.training.prompts import ContextOptions, TrainingContexts
+
+        cfg = self.cfg
+        options = ContextOptions(cfg.context_terms_share, cfg.context_previous_share, tuple(cfg.context_distractors),
+                                 cfg.context_keep_own, cfg.context_max_tokens)  # fmt: skip
+        if not options.enabled:
+            return None
+        return TrainingContexts(items, self.terms, self.bundle.processor.tokenizer, options, self.config.seed,
+                                self.whisper.config.max_target_positions)  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ encoder cache
+
+    def _plan_cache(self, clips: int, augment: AugmentOptions) -> CachePlan | None:
+        """train.cache_encoder_outputs: true/false as set; auto caches when possible and within budget.
+        None: caching is impossible (the reasons are logged)."""
+        setting = str(self.cfg.cache_encoder_outputs).lower()
+        blockers = cache_blockers(self.cfg, self.bundle.encoder_trainable, augment)
+        if setting == "true" and blockers:
+            raise DictuneError(f"train.cache_encoder_outputs=true is impossible: {'; '.join(blockers)}")
+        if blockers or setting == "false":
+            logger.info("encoder cache: off (%s)", "; ".join(blockers) or "train.cache_encoder_outputs=false")
+            return None
+        root = cache_root_dir(self.cfg.encoder_cache_dir, self.config.model.cache_dir)
+        plan = plan_cache(clips, self.whisper.config.d_model, self.cfg.encoder_cache_dtype,
+                          self.cfg.encoder_cache_budget_gb, free_bytes(root),
+                          self.accelerator.device.type == "cuda")  # fmt: skip
+        if setting == "true" and not plan.use:
+            plan = CachePlan(True, plan.clips, plan.bytes_per_clip, plan.budget_bytes, plan.free_bytes,
+                             plan.reason.split(", ")[0] + ", cached on disk (train.cache_encoder_outputs=true)")
+        logger.info("%s", plan.reason)
+        return plan
+
+    def _build_cache(self, items: list[TrainItem]) -> Any:
+        root = cache_root_dir(self.cfg.encoder_cache_dir, self.config.model.cache_dir)
+        return prepare_cache(self.whisper.model.encoder, self.bundle.processor.feature_extractor, items, root,
+                             self.precision, self.cfg.encoder_cache_dtype, self.accelerator, self.cfg.eval_batch_size,
+                             progress=self.progress)  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ loading
+
+    def loader(self, start: int) -> Any:
+        """Endless collated micro-batches from micro-batch number `start` on."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        plan = self.plan
+
+        class _Batches:
+            def __iter__(self) -> Any:
+                return plan.iterate(start)
+
+        return DataLoader(self.dataset, batch_sampler=_Batches(), collate_fn=self.collator,
+                          num_workers=self.cfg.num_workers, generator=torch.Generator().manual_seed(self.config.seed),
+                          persistent_workers=False)  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        cache, plan = self.cache, self.cache_plan
+        return {
+            "encoder_cache": None if cache is None else
+            {"computed": cache.computed, "reused": cache.hits, "seconds": round(cache.seconds, 2)},
+            "encoder_cache_plan": None if plan is None else plan.reason,
+            "train_items": self.n_train,
+            "train_sources": self.sources,
+            "rejected_items": self.n_rejected,
+        }  # fmt: skip
+
+
+def amount(items: list[TrainItem]) -> dict[str, float]:
+    return {"items": len(items), "hours": round(sum(i.duration for i in items) / 3600, 3)}
