@@ -1,11 +1,11 @@
 """Clinical errors of a transcript: a flipped negation, a changed side, a changed number, unit or level.
 
 Word error rate weighs "the" like "no"; these rules count the few error kinds that change what a report
-says. They read the scoring form (pipeline.text.normalize_for_scoring: lowercase, no punctuation,
-"5 millimeters" -> "5 mm", spelled numbers as digits, levels as "c5-c6") and the word alignment of
-reference and hypothesis that pipeline.metrics already computes (jiwer), so that the same finding is
-compared on both sides. Each rule is symmetric: what the reference has and the hypothesis lost counts
-the same as what the hypothesis added.
+says. They read the scoring form (pipeline.scoring_form.normalize_for_scoring: lowercase, no
+punctuation, "5 millimeters" -> "5 mm", spelled numbers as digits, levels as "c5-c6") and the word
+alignment of reference and hypothesis that pipeline.metrics already computes (jiwer), so that the same
+finding is compared on both sides. Each rule is symmetric: what the reference has and the hypothesis
+lost counts the same as what the hypothesis added.
 
 Negation (a cue on one side that the other side does not share for the same finding):
   * cues, longest first: before a finding ("no", "not", "without", "no evidence of", "negative for",

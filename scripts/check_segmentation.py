@@ -303,7 +303,7 @@ def heard_share(
 
 
 def report(work: Path, sets: dict[str, list[dict]], truth: dict, config, timer) -> bool:
-    from pipeline.text import normalize_for_scoring as normalize
+    from pipeline.scoring_form import normalize_for_scoring as normalize
 
     plan = piece_rows(work)
     ok = True

@@ -194,7 +194,7 @@ def test_real_long_dictations_are_cut_within_limits_with_words_in_place(tmp_path
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed: apt-get install -y flite")
     from pipeline.models import builtin_ct2_dir
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
     from pipeline.tts.corpus import read_corpus
 
     check = _check_module()

@@ -277,7 +277,7 @@ def _piece_record(
 
 def plan_item(text: str, samples: np.ndarray, timer: WordTimer, options: SegmentConfig) -> ItemPlan:
     """VAD pauses + timed words + alignment -> the pieces of one item, or the reason it cannot be cut."""
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     duration = len(samples) / SAMPLE_RATE
     regions = speech_regions(samples, options)
