@@ -41,7 +41,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pipeline.clinical import ClinicalError, ClinicalScores, aggregate, find_errors
+from pipeline.clinical import find_errors
+from pipeline.clinical_counts import ClinicalError, ClinicalScores, aggregate
 from pipeline.lexicon import Lexicon
 from pipeline.scoring_form import normalize_for_scoring
 
