@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.clinical_counts import ClinicalError
-from pipeline.text import SPINE_LEVELS
+from pipeline.text import NUMBER_RE, SPINE_LEVELS
 
 NEGATION_WINDOW = 6  # words in the scope of a negation cue (NegEx: 5 terms; one more for "the", "a")
 SNIPPET_WORDS = 3  # words of context either side of an error in its snippets
@@ -96,7 +96,6 @@ UNITS = {  # unit -> (dimension, factor to the dimension's base unit)
 }  # fmt: skip
 UNIT_TAIL = {"hounsfield": "units"}  # two-word units: the second word belongs to the unit
 
-_NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
 _LEVEL_RE = re.compile(r"^([ctls]\d{1,2})(?:-([ctls]\d{1,2}))?$")
 _SPINE = set(SPINE_LEVELS)
 
@@ -258,9 +257,9 @@ def _measurements(tokens: Sequence[str]) -> list[_Item]:
         level = _LEVEL_RE.match(tokens[k])
         if level and all(g is None or g in _SPINE for g in level.groups()):
             items.append(_Item("level", k, k + 1, tokens[k], tokens[k]))
-        elif _NUMBER_RE.match(tokens[k]):
+        elif NUMBER_RE.match(tokens[k]):
             values, j = [float(tokens[k])], k + 1
-            while j + 1 < len(tokens) and tokens[j] == "x" and _NUMBER_RE.match(tokens[j + 1]):
+            while j + 1 < len(tokens) and tokens[j] == "x" and NUMBER_RE.match(tokens[j + 1]):
                 values.append(float(tokens[j + 1]))
                 j += 2
             unit = tokens[j] if j < len(tokens) and tokens[j] in UNITS else None
