@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.clinical import count as count_clinical
+from pipeline.clinical_counts import count as count_clinical
 from pipeline.metrics import Scores, UtteranceScore
 
 CONFIDENCE = 0.95  # bootstrap interval coverage

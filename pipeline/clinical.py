@@ -1,11 +1,11 @@
 """Clinical errors of a transcript: a flipped negation, a changed side, a changed number, unit or level.
 
 Word error rate weighs "the" like "no"; these rules count the few error kinds that change what a report
-says. They read the scoring form (pipeline.text.normalize_for_scoring: lowercase, no punctuation,
-"5 millimeters" -> "5 mm", spelled numbers as digits, levels as "c5-c6") and the word alignment of
-reference and hypothesis that pipeline.metrics already computes (jiwer), so that the same finding is
-compared on both sides. Each rule is symmetric: what the reference has and the hypothesis lost counts
-the same as what the hypothesis added.
+says. They read the scoring form (pipeline.scoring_form.normalize_for_scoring: lowercase, no
+punctuation, "5 millimeters" -> "5 mm", spelled numbers as digits, levels as "c5-c6") and the word
+alignment of reference and hypothesis that pipeline.metrics already computes (jiwer), so that the same
+finding is compared on both sides. Each rule is symmetric: what the reference has and the hypothesis
+lost counts the same as what the hypothesis added.
 
 Negation (a cue on one side that the other side does not share for the same finding):
   * cues, longest first: before a finding ("no", "not", "without", "no evidence of", "negative for",
@@ -43,8 +43,7 @@ For both kinds an item of the reference is compared with the hypothesis items at
     item that no reference item claimed was added, one error, with the same exception.
 Every number counts, not only measurements with a unit: a changed series or image number is counted.
 
-Per report: utterances cut from one dictation carry its id (the segment stage's `parent_id`) and are
-summed into one report; without ids each utterance is its own report.
+The errors found are counted per utterance, per report and per corpus in pipeline/clinical_counts.py.
 
 Why rules and not medspacy (whose ConText cue lists these follow, after NegEx, Chapman et al. 2001):
 medspacy needs spaCy < 3.8, which pins numpy < 2 and brings about 40 packages, and its ConText judges
@@ -59,7 +58,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.text import SPINE_LEVELS
+from pipeline.clinical_counts import ClinicalError
+from pipeline.text import NUMBER_RE, SPINE_LEVELS
 
 NEGATION_WINDOW = 6  # words in the scope of a negation cue (NegEx: 5 terms; one more for "the", "a")
 SNIPPET_WORDS = 3  # words of context either side of an error in its snippets
@@ -95,9 +95,7 @@ UNITS = {  # unit -> (dimension, factor to the dimension's base unit)
     "mg": ("mass", 1.0), "kg": ("mass", 1e6), "percent": ("percent", 1.0), "hounsfield": ("density", 1.0),
 }  # fmt: skip
 UNIT_TAIL = {"hounsfield": "units"}  # two-word units: the second word belongs to the unit
-KINDS = ("negation", "laterality", "measurement")  # the report's columns; measurement = number+unit+level
 
-_NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
 _LEVEL_RE = re.compile(r"^([ctls]\d{1,2})(?:-([ctls]\d{1,2}))?$")
 _SPINE = set(SPINE_LEVELS)
 
@@ -108,125 +106,6 @@ def _phrases(cues: Sequence[str]) -> dict[tuple[str, ...], int]:
 
 _BEFORE, _AFTER, _PSEUDO = _phrases(NEGATION_BEFORE), _phrases(NEGATION_AFTER), _phrases(PSEUDO_NEGATION)
 _MAX_CUE_WORDS = max(len(p) for p in (*_BEFORE, *_AFTER, *_PSEUDO))
-
-
-# ------------------------------------------------------------------------------- typed results
-
-
-@dataclass(frozen=True)
-class ClinicalError:
-    """One clinical error in one utterance."""
-
-    kind: str  # negation | laterality | number | unit | level
-    change: str  # reference side -> hypothesis side, e.g. "no -> (none)", "left -> right", "5 mm -> 5 cm"
-    ref: str  # reference snippet around the error (scoring form)
-    hyp: str  # hypothesis snippet at the aligned position
-
-    @property
-    def group(self) -> str:
-        """The report column: negation, laterality or measurement (number, unit, level)."""
-        return self.kind if self.kind in ("negation", "laterality") else "measurement"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "change": self.change, "ref": self.ref, "hyp": self.hyp}
-
-
-@dataclass(frozen=True)
-class ClinicalCounts:
-    negation: int = 0
-    laterality: int = 0
-    number: int = 0  # a value changed, dropped or added
-    unit: int = 0  # the same value with another unit
-    level: int = 0  # a vertebral level changed, dropped or added
-
-    @property
-    def measurement(self) -> int:
-        return self.number + self.unit + self.level
-
-    @property
-    def total(self) -> int:
-        return self.negation + self.laterality + self.measurement
-
-    def __add__(self, other: ClinicalCounts) -> ClinicalCounts:
-        return ClinicalCounts(*(getattr(self, k) + getattr(other, k) for k in _COUNT_FIELDS))
-
-    def to_dict(self) -> dict[str, int]:
-        return {**{k: getattr(self, k) for k in _COUNT_FIELDS}, "measurement": self.measurement,
-                "total": self.total}  # fmt: skip
-
-
-_COUNT_FIELDS = ("negation", "laterality", "number", "unit", "level")
-
-
-def count(errors: Sequence[ClinicalError]) -> ClinicalCounts:
-    tally = {k: sum(e.kind == k for e in errors) for k in _COUNT_FIELDS}
-    return ClinicalCounts(**tally)
-
-
-@dataclass(frozen=True)
-class ReportCounts:
-    """One report (a dictation, or one utterance when there are no report ids)."""
-
-    report: str  # its id
-    utterances: int
-    counts: ClinicalCounts
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"report": self.report, "utterances": self.utterances, **self.counts.to_dict()}
-
-
-@dataclass(frozen=True)
-class ClinicalScores:
-    """Clinical errors of one system on a list of utterances."""
-
-    counts: ClinicalCounts
-    utterances: int
-    utterances_with_error: int
-    reports: int
-    reports_with_error: int
-    grouped: bool  # reports from report ids; False: each utterance is its own report
-    per_report: tuple[ReportCounts, ...] = ()
-
-    def per_100_utterances(self, kind: str = "total") -> float | None:
-        value = getattr(self.counts, kind)
-        return 100 * value / self.utterances if self.utterances else None
-
-    @property
-    def utterance_share(self) -> float | None:
-        return self.utterances_with_error / self.utterances if self.utterances else None
-
-    @property
-    def report_share(self) -> float | None:
-        return self.reports_with_error / self.reports if self.reports else None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {**self.counts.to_dict(), "utterances": self.utterances,
-               "utterances_with_error": self.utterances_with_error, "utterance_share": self.utterance_share,
-               "reports": self.reports, "reports_with_error": self.reports_with_error,
-               "report_share": self.report_share, "grouped_by_report_id": self.grouped,
-               "per_100_utterances": {k: self.per_100_utterances(k) for k in (*KINDS, "total")}}  # fmt: skip
-        if self.grouped:
-            out["per_report"] = [r.to_dict() for r in self.per_report]
-        return out
-
-
-def aggregate(
-    per_utterance: Sequence[Sequence[ClinicalError]], groups: Sequence[str] | None
-) -> ClinicalScores:
-    """Corpus counts; `groups` gives each utterance's report id (None: each utterance is a report)."""
-    ids = list(groups) if groups is not None else [str(k) for k in range(len(per_utterance))]
-    if len(ids) != len(per_utterance):
-        raise ValueError(f"{len(ids)} report ids for {len(per_utterance)} utterances")
-    reports: dict[str, tuple[int, ClinicalCounts]] = {}
-    total, with_error = ClinicalCounts(), 0
-    for report, errors in zip(ids, per_utterance):
-        counts = count(errors)
-        total, with_error = total + counts, with_error + (counts.total > 0)
-        n, so_far = reports.get(report, (0, ClinicalCounts()))
-        reports[report] = (n + 1, so_far + counts)
-    rows = tuple(ReportCounts(r, n, c) for r, (n, c) in reports.items())
-    return ClinicalScores(total, len(ids), with_error, len(rows), sum(r.counts.total > 0 for r in rows),
-                          groups is not None, rows)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- alignment
@@ -378,9 +257,9 @@ def _measurements(tokens: Sequence[str]) -> list[_Item]:
         level = _LEVEL_RE.match(tokens[k])
         if level and all(g is None or g in _SPINE for g in level.groups()):
             items.append(_Item("level", k, k + 1, tokens[k], tokens[k]))
-        elif _NUMBER_RE.match(tokens[k]):
+        elif NUMBER_RE.match(tokens[k]):
             values, j = [float(tokens[k])], k + 1
-            while j + 1 < len(tokens) and tokens[j] == "x" and _NUMBER_RE.match(tokens[j + 1]):
+            while j + 1 < len(tokens) and tokens[j] == "x" and NUMBER_RE.match(tokens[j + 1]):
                 values.append(float(tokens[j + 1]))
                 j += 2
             unit = tokens[j] if j < len(tokens) and tokens[j] in UNITS else None

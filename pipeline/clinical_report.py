@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipeline.clinical import KINDS
+from pipeline.clinical_counts import KINDS
 
 COMPARED = ("clinical_errors", "clinical_report_share")  # metrics with a bootstrap interval in the table
 BASELINE = "base"  # as in pipeline.report

@@ -258,7 +258,7 @@ class InferenceContext:
     def second_pass(self, first_texts: Sequence[str], statics: Sequence[StaticContext] | None = None
                     ) -> list[str | None]:  # fmt: skip
         """Per window: its file's static part, then the retrieved terms that still fit."""
-        from pipeline.text import normalize_for_scoring
+        from pipeline.scoring_form import normalize_for_scoring
 
         out = []
         for text, static in zip(first_texts, statics or [self.default] * len(first_texts)):
@@ -313,7 +313,7 @@ class SystemContexts:
             return [system.prompt] * n, [[]] * n
         if system.context == "retrieved":
             from pipeline.errors import DictuneError
-            from pipeline.text import normalize_for_scoring
+            from pipeline.scoring_form import normalize_for_scoring
 
             if first_pass is None:
                 raise DictuneError(f"evaluate: {system.name} needs {system.plain} in evaluate.systems")

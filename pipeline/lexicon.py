@@ -1,8 +1,8 @@
 """Domain lexicon: terms in scoring form, and their occurrences as whole-token spans.
 
 A lexicon file holds one term per line (single words or phrases); '#' starts a comment; case does not
-matter. Terms are kept in the scoring form of pipeline.text, so "Ground-glass opacity" in the file
-matches "ground glass opacity" in a normalized transcript.
+matter. Terms are kept in the scoring form of pipeline.scoring_form, so "Ground-glass opacity" in the
+file matches "ground glass opacity" in a normalized transcript.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import DictuneError
-from pipeline.text import ScoringNormalizer
+from pipeline.scoring_form import ScoringNormalizer
 
 NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")  # numbers are not content words of a term
 

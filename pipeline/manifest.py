@@ -168,7 +168,7 @@ def read_rejects(path: str | os.PathLike) -> list[Reject]:
 
 def reference_norm(record: Record) -> str:
     """A record's reference in scoring form: its text_norm, else its text normalized for scoring."""
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     return record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
 

@@ -1,9 +1,9 @@
 """Error rates for dictation: WER, CER, B-WER / U-WER, lexicon-term precision / recall / F1, a per-term
 table; paired bootstrap confidence intervals for the difference of two systems are in pipeline.bootstrap.
 
-Every metric is computed on the scoring form (pipeline.text.normalize_for_scoring) and is corpus-level:
-summed errors over summed reference counts, never a mean of per-utterance rates. A rate whose
-denominator is zero is undefined and reported as None.
+Every metric is computed on the scoring form (pipeline.scoring_form.normalize_for_scoring) and is
+corpus-level: summed errors over summed reference counts, never a mean of per-utterance rates. A rate
+whose denominator is zero is undefined and reported as None.
 
 Alignment: jiwer (rapidfuzz Levenshtein) word alignment, so WER and CER equal jiwer's on the same
 normalized strings. Where several minimal alignments exist the one jiwer returns is used.
@@ -41,9 +41,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pipeline.clinical import ClinicalError, ClinicalScores, aggregate, find_errors
+from pipeline.clinical import find_errors
+from pipeline.clinical_counts import ClinicalError, ClinicalScores, aggregate
 from pipeline.lexicon import Lexicon
-from pipeline.text import normalize_for_scoring
+from pipeline.scoring_form import normalize_for_scoring
 
 TOP_RENDERINGS = 3  # wrong renderings kept per term
 

@@ -167,7 +167,7 @@ def report_block(config, splits, hyps: dict, info: dict) -> dict[str, Any]:
     """Seen vs unseen lexicon terms per domain split and system, and retrieval recall and cost
     (the new_words block of report.json)."""
     from pipeline.lexicon import load_lexicon
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     lexicon = load_lexicon(config.lexicon)
     seen, unseen = seen_unseen(config, lexicon)

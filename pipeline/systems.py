@@ -97,7 +97,7 @@ def score_all(config: Config, splits: list[Split], hyps: dict[str, dict[str, lis
     report when the split has pieces of longer dictations (segment stage: `parent_id`), else per utterance."""
     from pipeline.lexicon import load_lexicon
     from pipeline.metrics import score
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     lexicon = load_lexicon(config.lexicon) if config.lexicon else None
     out: dict[str, dict] = {}
@@ -258,7 +258,7 @@ def transcribe_all(
     matches, else decoded. With an EncoderStateStore, systems that share an encoder share its outputs (the
     same transcripts, less time). A +retrieved system's contexts come from its plain system's hypotheses."""
     from pipeline.context import SystemContexts
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     model_hashes: dict[tuple[Path, Path | None], str] = {}
     audio_hashes = {s.name: _audio_hash(s) for s in splits}

@@ -1,8 +1,9 @@
-"""Dictation text in three forms (the lexicon of domain terms is in pipeline/lexicon.py).
+"""Dictation text in its spoken and formatted forms; the third form, for scoring, is made in
+pipeline/scoring_form.py (the lexicon of domain terms is in pipeline/lexicon.py).
 
     spoken     "the colon is unremarkable period new paragraph impression colon no acute findings period"
     formatted  "The colon is unremarkable.\\n\\nImpression: No acute findings."      format_dictation()
-    scoring    "the colon is unremarkable impression no acute findings"              normalize_for_scoring()
+    scoring    "the colon is unremarkable impression no acute findings"   scoring_form.normalize_for_scoring()
 
 `to_spoken()` goes from formatted back to spoken (what the speech synthesizer reads).
 
@@ -26,22 +27,12 @@ only in a context where the noun cannot stand. `_is_noun_use` decides, first rul
   9. otherwise: the command.
 "new line" / "next line" is a command unless a determiner precedes it ("a new line") or a word that
 continues the noun follows ("new line tip").
-
-The scoring form is domain-safe where Whisper's EnglishTextNormalizer is not: it keeps units ("5 mm"),
-vertebral levels ("c5-c6") and decimal measurements, and makes spelled and written forms agree.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import re
-import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-
-SPELLING_FILE = Path(__file__).parent / "data" / "spelling.json"
 
 # ------------------------------------------------------------------------------- dictation commands
 
@@ -113,13 +104,12 @@ NUMBER_WORDS = set(LIST_NUMBERS) | {"zero", "thirty", "forty", "fifty", "sixty",
 _TOKEN_RE = re.compile(
     r"\n\n|\n|(?<![\w.])\.\d+|\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\w)|[\w'’]+(?:[-./][\w'’]+)*|[^\w\s]"
 )
-_NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
+NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
 _LEVEL_TOKEN_RE = re.compile(r"^([CTLSctls])(\d{1,2})$")
-_GLUED_LEVELS_RE = re.compile(r"^([ctls]\d{1,2})([ctls]\d{1,2})$")
 _LEVEL_PAIR_RE = re.compile(r"^([CTLSctls]\d{1,2})-([CTLSctls]\d{1,2})$")
 SPINE_LEVELS = ([f"c{i}" for i in range(1, 8)] + [f"t{i}" for i in range(1, 13)]
                 + [f"l{i}" for i in range(1, 6)] + [f"s{i}" for i in range(1, 6)])  # fmt: skip
-_SPINE_INDEX = {name: i for i, name in enumerate(SPINE_LEVELS)}
+SPINE_INDEX = {name: i for i, name in enumerate(SPINE_LEVELS)}
 
 
 def _tokenize(text: str) -> list[str]:
@@ -247,7 +237,7 @@ def _words_to_number(words: list[str]) -> str | None:
     from text_to_num import alpha2digit
 
     converted = alpha2digit(" ".join(words), "en", threshold=0)
-    return converted if _NUMBER_RE.match(converted) else None
+    return converted if NUMBER_RE.match(converted) else None
 
 
 def _abbreviate_units(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -263,7 +253,7 @@ def _abbreviate_units(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
             number = _words_to_number([t for _, t in out[start:]]) if start < len(out) else None
             if number is not None:
                 out[start:] = [("word", number)]
-            if out and out[-1][0] == "word" and _NUMBER_RE.match(out[-1][1]):
+            if out and out[-1][0] == "word" and NUMBER_RE.match(out[-1][1]):
                 out.append(("word", unit))
                 continue
         out.append((kind, text))
@@ -274,9 +264,9 @@ def _join_dimensions_and_levels(items: list[tuple[str, str]]) -> list[tuple[str,
     """'1.2 by 0.8 cm' -> '1.2 x 0.8 cm'; 'L4 L5' -> 'L4-L5' (two levels in ascending order)."""
     out: list[tuple[str, str]] = []
     for k, (kind, text) in enumerate(items):
-        if kind == "word" and text.lower() == "by" and out and _NUMBER_RE.match(out[-1][1]):
+        if kind == "word" and text.lower() == "by" and out and NUMBER_RE.match(out[-1][1]):
             rest = [t for _, t in items[k + 1 : k + 6]]
-            if rest and _NUMBER_RE.match(rest[0]) and _dimension_ends_in_unit(rest):
+            if rest and NUMBER_RE.match(rest[0]) and _dimension_ends_in_unit(rest):
                 out.append(("word", "x"))
                 continue
         if kind == "word" and out and out[-1][0] == "word" and _ascending_levels(out[-1][1], text):
@@ -291,7 +281,7 @@ def _dimension_ends_in_unit(rest: list[str]) -> bool:
         if text in UNIT_SPOKEN or text.lower() in UNIT_ABBREVIATIONS:
             return True
         expected_number = j % 2 == 0
-        if expected_number != bool(_NUMBER_RE.match(text)) or (
+        if expected_number != bool(NUMBER_RE.match(text)) or (
             not expected_number and text.lower() not in ("by", "x")
         ):
             return False
@@ -299,7 +289,7 @@ def _dimension_ends_in_unit(rest: list[str]) -> bool:
 
 
 def _ascending_levels(first: str, second: str) -> bool:
-    a, b = _SPINE_INDEX.get(first.lower()), _SPINE_INDEX.get(second.lower())
+    a, b = SPINE_INDEX.get(first.lower()), SPINE_INDEX.get(second.lower())
     return a is not None and b is not None and b > a and bool(_LEVEL_TOKEN_RE.match(first))
 
 
@@ -363,10 +353,10 @@ def _spoken_word(tokens: list[str], k: int) -> str:
     pair = _LEVEL_PAIR_RE.match(token)
     if pair and _ascending_levels(pair.group(1), pair.group(2)):
         return f"{pair.group(1)} {pair.group(2)}"
-    if token in UNIT_SPOKEN and _NUMBER_RE.match(prev):
+    if token in UNIT_SPOKEN and NUMBER_RE.match(prev):
         singular, plural = UNIT_SPOKEN[token]
         return singular if prev == "1" else plural
-    if token == "x" and _NUMBER_RE.match(prev) and _NUMBER_RE.match(nxt):
+    if token == "x" and NUMBER_RE.match(prev) and NUMBER_RE.match(nxt):
         return "by"
     return token
 
@@ -410,159 +400,3 @@ def to_spoken(formatted: str, commands: bool = True) -> str:
     if commands:
         return " ".join(words)
     return _render([(("word" if _is_word(w) else _mark_kind(w)), w) for w in words]) if words else ""
-
-
-# ------------------------------------------------------------------------------- scoring normalizer
-
-FILLERS = {"uh", "um", "uhm", "umm", "uhh", "er", "erm", "ah", "hmm", "hm", "mhm"}  # never "mm"
-UNITS = {"mm": "mm", "millimeter": "mm", "millimeters": "mm", "cm": "cm", "centimeter": "cm",
-         "centimeters": "cm", "ml": "ml", "milliliter": "ml", "milliliters": "ml", "cc": "cc",
-         "cm3": "cc", "percent": "percent", "hu": "hounsfield units", "mg": "mg", "milligram": "mg",
-         "milligrams": "mg", "kg": "kg", "kilogram": "kg", "kilograms": "kg"}  # fmt: skip
-UNIT_BIGRAMS = {("cubic", "centimeter"): "cc", ("cubic", "centimeters"): "cc", ("per", "cent"): "percent"}
-ORDINALS = {"1st": "first", "2nd": "second", "3rd": "third", "4th": "fourth", "5th": "fifth", "6th": "sixth",
-            "7th": "seventh", "8th": "eighth", "9th": "ninth", "10th": "tenth", "11th": "eleventh",
-            "12th": "twelfth"}  # fmt: skip
-ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7", "viii": "8"}
-ROMAN_CONTEXT = {"grade", "type", "stage", "class", "chiari", "bosniak", "tanner", "zone", "segment",
-                 "level", "cranial", "nerve", "lirads", "birads", "tirads", "category"}  # fmt: skip
-PREFIXES = {"non", "pre", "post", "peri", "intra", "extra", "hypo", "hyper", "sub", "trans", "retro", "multi",
-            "semi", "inter", "infra", "supra", "para", "micro", "macro", "pseudo", "anti", "bi"}  # fmt: skip
-LEVEL_CONNECTORS = {"to", "through", "thru"}
-CONTRACTIONS = {"can't": "can not", "won't": "will not", "shan't": "shall not", "let's": "let us",
-                "it's": "it is", "that's": "that is", "there's": "there is", "here's": "here is",
-                "what's": "what is", "where's": "where is", "who's": "who is", "he's": "he is",
-                "she's": "she is"}  # fmt: skip
-CONTRACTION_SUFFIXES = {
-    "n't": " not",
-    "'re": " are",
-    "'ve": " have",
-    "'ll": " will",
-    "'m": " am",
-    "'d": " would",
-}
-
-
-@functools.lru_cache(maxsize=1)
-def _spelling_map() -> dict[str, tuple[str, ...]]:
-    with open(SPELLING_FILE, encoding="utf-8") as handle:
-        data = json.load(handle)
-    merged = {**data["british_american"], **data["variants"]}
-    return {key: tuple(value.split()) for key, value in merged.items()}
-
-
-def _expand_contractions(text: str) -> str:
-    text = re.sub(r"\b(\w+'\w+)\b", lambda m: CONTRACTIONS.get(m.group(1), m.group(1)), text)
-    for suffix, expansion in CONTRACTION_SUFFIXES.items():
-        text = re.sub(rf"(\w){suffix}\b", rf"\1{expansion}", text)
-    return re.sub(r"(\w)'s\b|(\w)s'(?!\w)", lambda m: m.group(1) or m.group(2) + "s", text)  # possessive
-
-
-def _split_numbers_and_units(text: str) -> str:
-    text = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", text)  # 1,000 -> 1000
-    text = re.sub(r"(?<![\w.])\.(\d)", r"0.\1", text)  # .8 -> 0.8
-    text = re.sub(r"\b([ctls])(\d{1,2})\s*[-/]\s*(\d{1,2})\b", r"\1\2 \1\3", text)  # c5-6 -> c5 c6
-    text = re.sub(r"(\d)\s*[x×*]\s*(?=\d)", r"\1 x ", text)  # 1.2x0.8 -> 1.2 x 0.8
-    text = re.sub(r"\b(cm|mm)\s*/\s*(s|sec)\b", r"\1 per second", text)
-    text = re.sub(r"(\d)\s*%", r"\1 percent", text)
-    text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)(?![\w.])", r"\1 to \2", text)  # 50-69
-    return re.sub(r"(\d)(mm|cm|ml|cc|mg|kg|hu)\b", r"\1 \2", text)  # 4mm -> 4 mm
-
-
-def _strip_punctuation(text: str) -> str:
-    text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)  # keep decimal points only
-    text = text.replace("'", "")
-    return re.sub(r"[^\w\s.]|_", " ", text)
-
-
-def _words_to_digits(text: str) -> str:
-    from text_to_num import alpha2digit
-
-    return alpha2digit(text, "en", threshold=0)
-
-
-def _map_tokens(tokens: list[str]) -> list[str]:
-    """Fillers, spelling variants, ordinals, 'point 8', roman numerals after 'grade'/'type', prefixes
-    written apart ('non calcified' -> 'noncalcified'), units."""
-    spelling, out = _spelling_map(), []
-    for token in tokens:
-        if token in FILLERS:
-            continue
-        token = ORDINALS.get(token, token)
-        for word in spelling.get(token, (token,)):
-            bigram = (out[-1], word) if out else None
-            if bigram in UNIT_BIGRAMS:
-                out[-1] = UNIT_BIGRAMS[bigram]
-            elif (
-                word.isdigit()
-                and out
-                and out[-1] == "point"
-                and not (len(out) > 1 and _NUMBER_RE.match(out[-2]))
-            ):
-                out[-1] = f"0.{word}"
-            elif word in ROMAN and out and out[-1] in ROMAN_CONTEXT:
-                out.append(ROMAN[word])
-            elif out and out[-1] in PREFIXES and word.isalpha():
-                out[-1] += word  # 'non calcified', 'non-calcified' -> 'noncalcified'
-            else:
-                out.extend(UNITS.get(word, word).split())
-    return out
-
-
-def _join_numbers(tokens: list[str]) -> list[str]:
-    """Dimensions ('4 by 3' -> '4 x 3') and vertebral levels ('c 5 c 6', 'l4 5', 'c5 to c6' -> 'c5-c6')."""
-    merged: list[str] = []
-    for token in tokens:  # letter + number -> level
-        glued = _GLUED_LEVELS_RE.match(token)  # 'l4l5' -> 'l4', 'l5' (joined below when ascending)
-        if glued and glued.group(1) in _SPINE_INDEX and glued.group(2) in _SPINE_INDEX:
-            merged.extend(glued.groups())
-        elif merged and merged[-1] in ("c", "t", "l", "s") and f"{merged[-1]}{token}" in _SPINE_INDEX:
-            merged[-1] += token
-        else:
-            merged.append(token)
-    out: list[str] = []
-    for k, token in enumerate(merged):
-        prev = out[-1] if out else ""
-        nxt = merged[k + 1] if k + 1 < len(merged) else ""
-        if token in ("by", "x") and _NUMBER_RE.match(prev) and _NUMBER_RE.match(nxt):
-            out.append("x")
-        elif token.isdigit() and prev in _SPINE_INDEX and nxt not in UNITS.values():
-            short = f"{prev[0]}{token}"
-            if _SPINE_INDEX.get(short, -1) == _SPINE_INDEX[prev] + 1:
-                out[-1] = f"{prev}-{short}"
-            else:
-                out.append(token)
-        elif token in _SPINE_INDEX and prev in _SPINE_INDEX and _SPINE_INDEX[token] > _SPINE_INDEX[prev]:
-            out[-1] = f"{prev}-{token}"
-        elif (token in _SPINE_INDEX and len(out) > 1 and prev in LEVEL_CONNECTORS and out[-2] in _SPINE_INDEX
-              and _SPINE_INDEX[token] > _SPINE_INDEX[out[-2]]):  # fmt: skip
-            out[-2:] = [f"{out[-2]}-{token}"]
-        else:
-            out.append(token)
-    return out
-
-
-@dataclass(frozen=True)
-class ScoringNormalizer:
-    """Callable str -> str giving the domain-safe scoring form (see the module docstring).
-
-    Steps: dictation commands interpreted (format_dictation), lowercase, contractions expanded,
-    numbers and units split and unified ("4mm", "four millimeters" -> "4 mm"), punctuation removed but
-    decimal points kept, spelled numbers -> digits, spelling variants, fillers dropped, dimensions
-    ("by" -> "x"), vertebral levels ("c5-c6") and hyphenated words ("ground glass") unified.
-    """
-
-    commands: bool = True  # interpret spoken dictation commands ("period", "new line") before scoring
-
-    def __call__(self, text: str) -> str:
-        if self.commands:
-            text = format_dictation(text)
-        text = unicodedata.normalize("NFKC", text).lower()
-        text = text.translate(str.maketrans({"’": "'", "‘": "'", "–": "-", "—": "-", "−": "-", "×": " x "}))
-        text = _split_numbers_and_units(_expand_contractions(text))
-        text = _words_to_digits(_strip_punctuation(text))
-        text = _split_numbers_and_units(text)
-        return " ".join(_join_numbers(_map_tokens(text.split())))
-
-
-normalize_for_scoring = ScoringNormalizer()

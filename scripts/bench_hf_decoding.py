@@ -68,7 +68,7 @@ def main() -> int:
     from pipeline.audio import load_mono
     from pipeline.inference.hf import Transcriber
     from pipeline.models import resolve_model
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     model_dir = resolve_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:

@@ -303,7 +303,7 @@ def heard_share(
 
 
 def report(work: Path, sets: dict[str, list[dict]], truth: dict, config, timer) -> bool:
-    from pipeline.text import normalize_for_scoring as normalize
+    from pipeline.scoring_form import normalize_for_scoring as normalize
 
     plan = piece_rows(work)
     ok = True
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"segment stage: {result['seconds']:.1f} s for {audio_s:.0f} s of audio; {json.dumps(result['summary'])}"
     )
-    from pipeline.stages.segment import load_word_timer
+    from pipeline.speech_timing import load_word_timer
 
     timer = load_word_timer(args.model, result["config"].segment, args.threads)
     ok = report(work, sets, truth, result["config"], timer)

@@ -169,23 +169,23 @@ def test_long_alignment_matches_five_of_six_words():  # its speed: scripts/bench
 
 
 def test_real_normalizer_keeps_commands_and_punctuation_aligned():
-    from pipeline import text
+    from pipeline.scoring_form import normalize_for_scoring
     ref = "Small right pleural effusion.\n\nIMPRESSION: A 5 mm nodule at C5-C6, unchanged."
     spoken = (
         "small right pleural effusion period new paragraph impression colon a 5 mm nodule at c5-c6 comma "
         "unchanged period"
     )
-    a = al.align(ref, timed(spoken), text.normalize_for_scoring, COMMANDS, 10.0)
+    a = al.align(ref, timed(spoken), normalize_for_scoring, COMMANDS, 10.0)
     assert a.errors == 0 and a.matched_fraction == 1.0
 
 
 def test_two_hypothesis_words_can_match_one_reference_word():
-    from pipeline import text
+    from pipeline.scoring_form import normalize_for_scoring
     ref = "Disc bulge at C5-C6 measuring 25 mm."
     a = al.align(
         ref,
         timed("disc bulge at C5 C6 measuring twenty five millimeters period"),
-        text.normalize_for_scoring,
+        normalize_for_scoring,
         COMMANDS,
         6.0,
     )

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.bootstrap import paired_bootstrap
-from pipeline.clinical import ClinicalCounts
+from pipeline.clinical_counts import ClinicalCounts
 from pipeline.metrics import score
 
 NONE: dict[str, int] = {}

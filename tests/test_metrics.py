@@ -11,7 +11,7 @@ import pytest
 from pipeline.bootstrap import paired_bootstrap
 from pipeline.lexicon import Lexicon
 from pipeline.metrics import ErrorRate, compare_terms, score
-from pipeline.text import normalize_for_scoring
+from pipeline.scoring_form import normalize_for_scoring
 
 LEXICON = Lexicon(["pleural effusion", "pneumothorax", "ile", "tree-in-bud", "hydronephrosis", "C5-C6"])
 

@@ -18,18 +18,12 @@ from pipeline.config import config_from_dict
 from pipeline.files import id_file_name
 from pipeline.manifest import read_manifest, read_rejects
 from pipeline.runner import STAMP_NAME, run_all
+from pipeline.scoring_form import normalize_for_scoring
 from pipeline.stages import normalize
+from pipeline.text import format_dictation
 
 RATE = 16000
 TARGET_LUFS = -20.0
-
-
-@pytest.fixture
-def text_functions():
-    """pipeline.text: the formatting and scoring rules the stage applies (tested in test_text.py)."""
-    import pipeline.text as module
-
-    return module
 
 
 def make_dataset(root: Path) -> tuple[Path, dict[str, dict]]:
@@ -81,8 +75,8 @@ def write_config(tmp_path: Path, manifest: Path, num_proc: int) -> Path:
     return path
 
 
-def test_normalize_end_to_end_through_the_cli(tmp_path, text_functions):
-    fmt, norm = text_functions.format_dictation, text_functions.normalize_for_scoring
+def test_normalize_end_to_end_through_the_cli(tmp_path):
+    fmt, norm = format_dictation, normalize_for_scoring
     manifest, cases = make_dataset(tmp_path / "data")
     config = write_config(tmp_path, manifest, num_proc=2)
     assert cli.main(["ingest", str(config)]) == 0
@@ -124,7 +118,7 @@ def test_previous_stage_prefers_segment_only_when_it_ran(tmp_path):
     assert normalize.previous_stage(config) == "segment"
 
 
-def test_failed_run_leaves_previous_outputs_untouched(tmp_path, text_functions, monkeypatch):
+def test_failed_run_leaves_previous_outputs_untouched(tmp_path, monkeypatch):
     manifest, _ = make_dataset(tmp_path / "data")
     config_path = write_config(tmp_path, manifest, num_proc=1)
     assert cli.main(["ingest", str(config_path)]) == 0
@@ -143,7 +137,7 @@ def test_failed_run_leaves_previous_outputs_untouched(tmp_path, text_functions, 
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_run_skips_both_stages_when_nothing_changed(tmp_path, text_functions):
+def test_run_skips_both_stages_when_nothing_changed(tmp_path):
     manifest, _ = make_dataset(tmp_path / "data")
     config = config_from_dict(yaml.safe_load(write_config(tmp_path, manifest, num_proc=1).read_text()))
     first = run_all(config, only=("ingest", "normalize"))
@@ -162,7 +156,7 @@ def test_audio_file_names_are_safe_and_distinct():
     assert all("/" not in n and not n.startswith(".") and len(n) < 120 for n in names)
 
 
-def test_reads_segment_pieces_when_segment_ran(tmp_path, text_functions, capsys):
+def test_reads_segment_pieces_when_segment_ran(tmp_path, capsys):
     manifest, _ = make_dataset(tmp_path / "data")
     config_path = write_config(tmp_path, manifest, num_proc=1)
     assert cli.main(["ingest", str(config_path)]) == 0
@@ -182,5 +176,5 @@ def test_reads_segment_pieces_when_segment_ran(tmp_path, text_functions, capsys)
     assert cli.main(["normalize", str(config_path)]) == 0
     [record] = read_manifest(tmp_path / "work" / "normalize" / "train.jsonl")
     assert record.id == "p__0" and record.extra["parent_id"] == "p"
-    assert record.text == text_functions.format_dictation("stable period")
+    assert record.text == format_dictation("stable period")
     assert "ingest ran after segment" in capsys.readouterr().err

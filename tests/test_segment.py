@@ -14,6 +14,7 @@ import soundfile as sf
 from pipeline import alignment as al
 from pipeline.config import config_from_dict
 from pipeline.manifest import iter_jsonl, read_manifest, read_rejects, write_jsonl
+from pipeline.speech_timing import TransformersTimer, load_word_timer
 from pipeline.stages import segment
 
 SAMPLE_RATE = 16000
@@ -194,7 +195,7 @@ def test_real_long_dictations_are_cut_within_limits_with_words_in_place(tmp_path
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed: apt-get install -y flite")
     from pipeline.models import builtin_ct2_dir
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
     from pipeline.tts.corpus import read_corpus
 
     check = _check_module()
@@ -237,8 +238,8 @@ def test_real_long_dictations_are_cut_within_limits_with_words_in_place(tmp_path
 
 
 def test_hugging_face_model_dir_uses_the_transformers_word_timer(tiny_whisper_dir, speech_clips):
-    timer = segment.load_word_timer(str(tiny_whisper_dir), make_config(Path(".")).segment, threads=1)
-    assert isinstance(timer, segment.TransformersTimer)
+    timer = load_word_timer(str(tiny_whisper_dir), make_config(Path(".")).segment, threads=1)
+    assert isinstance(timer, TransformersTimer)
     timer.generate_kwargs["max_new_tokens"] = 12  # random weights babble: keep it short
     audio = np.concatenate([c.audio for c in speech_clips] * 2)[: 40 * SAMPLE_RATE]  # > 30 s: chunked
     assert len(audio) > 31 * SAMPLE_RATE

@@ -1,4 +1,5 @@
-"""pipeline.text: dictation formatting, the spoken form for synthesis, the scoring normalizer, lexicons."""
+"""pipeline.text and pipeline.scoring_form: dictation formatting, the spoken form for synthesis, the scoring
+normalizer; lexicons."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from pipeline.errors import DictuneError
 from pipeline.lexicon import Lexicon, TermMatch, load_lexicon
-from pipeline.text import ScoringNormalizer, format_dictation, normalize_for_scoring, to_spoken
+from pipeline.scoring_form import ScoringNormalizer, normalize_for_scoring
+from pipeline.text import format_dictation, to_spoken
 
 CORPUS_DIR = Path(__file__).resolve().parents[1] / "data_manifests" / "radiology_demo" / "corpus"
 

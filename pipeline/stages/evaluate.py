@@ -79,8 +79,9 @@ def inputs(config: Config) -> list[Path]:
     paths += [config.stage_dir("train") / name for name in ("merged", "adapter")]
     if config.lexicon:
         paths.append(Path(config.lexicon))
-    code = ("text.py", "metrics.py", "bootstrap.py", "inference/hf.py", "inference/encoder_states.py", "report.py",
-            "clinical.py", "clinical_report.py")  # fmt: skip
+    code = ("text.py", "scoring_form.py", "metrics.py", "bootstrap.py", "inference/hf.py",
+            "inference/encoder_states.py", "report.py", "clinical.py", "clinical_counts.py",
+            "clinical_report.py")  # fmt: skip
     return paths + [_PACKAGE_DIR / name for name in code]
 
 

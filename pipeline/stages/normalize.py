@@ -7,14 +7,15 @@ see `previous_stage`). Audio: decoded, down-mixed, resampled with soxr, edge sil
 (librosa.effects.trim, normalize.trim_margin_seconds kept), gain set to normalize.target_lufs under the
 normalize.peak_dbfs ceiling, stored as 16-bit PCM WAV (see pipeline/audio.py). Text: `text` is the
 training target (pipeline.text.format_dictation: spoken commands become punctuation and line breaks),
-`text_norm` the scoring form (pipeline.text.normalize_for_scoring of that target); the spoken form is
-kept as `text_spoken`. Items are processed with datasets.map (normalize.num_proc workers). Items longer
-than segment.max_seconds, silent after trimming, or with no text left are rejected with the reason.
+`text_norm` the scoring form (pipeline.scoring_form.normalize_for_scoring of that target); the spoken
+form is kept as `text_spoken`. Items are processed with datasets.map (normalize.num_proc workers). Items
+longer than segment.max_seconds, silent after trimming, or with no text left are rejected with the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ STAGE = "normalize"
 SECTIONS = ("normalize", "segment")  # segment.max_seconds: longer items are rejected here
 REJECTS_NAME = "rejects.jsonl"
 AUDIO_DIR = "audio"
-TEXT_FUNCTIONS = ("format_dictation", "normalize_for_scoring")  # from pipeline.text
+TEXT_FUNCTIONS = (("text", "format_dictation"), ("scoring_form", "normalize_for_scoring"))  # (module, name)
 DURATION_SLACK_SECONDS = 0.05  # a clip this much over segment.max_seconds is still accepted
 WAV_HEADER_BYTES = 44  # of a plain PCM WAV file
 DROPPED_KEYS = ("needs_segment",)  # done by the segment stage; not true of the output any more
@@ -49,7 +50,7 @@ def inputs(config: Config) -> list[Path]:
     """The previous stage's manifests, and the code that defines the output (text forms, audio steps)."""
     previous = config.stage_dir(previous_stage(config))
     manifests = [previous / f"{s.name}.jsonl" for s in config.ingest.sources]
-    return [*manifests, _PACKAGE_DIR / "text.py", _PACKAGE_DIR / "audio.py"]
+    return [*manifests, *(_PACKAGE_DIR / f"{m}.py" for m in ("text", "scoring_form", "audio"))]
 
 
 def stat_inputs(config: Config) -> list[Path]:
@@ -141,17 +142,18 @@ def normalize_item(
     item: dict[str, Any], tmp_dir: str, final_dir: str, options: NormalizeConfig, max_seconds: float
 ) -> dict[str, Any]:
     """One record: audio to <tmp_dir>/<file>, returns the new record's dict or {ERROR_KEY: reason}."""
-    from pipeline import text as text_module
+    from pipeline.scoring_form import normalize_for_scoring
+    from pipeline.text import format_dictation
 
     record = Record.from_dict(item["record"])
     if record.duration > max_seconds + DURATION_SLACK_SECONDS:
         return {
             ERROR_KEY: f"{record.duration:.1f} s is over segment.max_seconds; run the segment stage first"
         }
-    formatted = text_module.format_dictation(record.text).strip()
+    formatted = format_dictation(record.text).strip()
     if not formatted:
         return {ERROR_KEY: "no text left after formatting"}
-    text_norm = text_module.normalize_for_scoring(formatted).strip()
+    text_norm = normalize_for_scoring(formatted).strip()
     if not text_norm:
         return {ERROR_KEY: "no text left after scoring normalization"}
     offset = float(record.extra.get("offset", 0.0))
@@ -197,13 +199,13 @@ def _finished_after(config: Config, first: str, second: str) -> bool:
 
 
 def _check_text_functions() -> None:
-    try:
-        from pipeline import text as text_module
-    except ImportError as e:
-        raise DictuneError(f"normalize needs pipeline/text.py ({e})") from e
-    missing = [name for name in TEXT_FUNCTIONS if not callable(getattr(text_module, name, None))]
-    if missing:
-        raise DictuneError(f"pipeline/text.py lacks {', '.join(missing)}: normalize cannot format text")
+    for module_name, name in TEXT_FUNCTIONS:
+        try:
+            module = importlib.import_module(f"pipeline.{module_name}")
+        except ImportError as e:
+            raise DictuneError(f"normalize needs pipeline/{module_name}.py ({e})") from e
+        if not callable(getattr(module, name, None)):
+            raise DictuneError(f"pipeline/{module_name}.py lacks {name}: normalize cannot format text")
 
 
 def _summarize(name: str, records: list[Record], rejects: list[Reject]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ item is cut in four steps:
 
 1. speech regions from silero-vad (its model ships in the wheel); the gaps between them are the pauses;
 2. timed words from the base model: faster-whisper (CTranslate2, int8) for a builtin or a CTranslate2
-   directory, else the transformers pipeline with word timestamps on the resolved Hugging Face model;
+   directory, else the transformers pipeline with word timestamps on the resolved Hugging Face model
+   (steps 1 and 2 are in pipeline/speech_timing.py);
 3. pipeline.alignment aligns those words to the reference on scoring-normalized words (spoken commands
    such as "period" align to the reference's punctuation for free) and gives each reference token a time;
 4. cuts go in the middle of pauses chosen by dynamic programming (every piece within
@@ -29,8 +30,6 @@ import functools
 import itertools
 import logging
 import math
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,19 +49,17 @@ from pipeline.manifest import (
     write_manifest,
     write_rejects,
 )
+from pipeline.speech_timing import SAMPLE_RATE, WordTimer, load_word_timer, speech_regions
 
 logger = logging.getLogger("dictune")
 
 STAGE = "segment"
 SECTIONS = ("segment",)
-SAMPLE_RATE = 16000  # Hz: VAD, base model and written pieces
 AUDIO_DIR = "audio"
 REJECTS_NAME = "rejects.jsonl"
 PLAN_NAME = "segments.jsonl"  # one row per planned piece (and per item rejected whole); no transcript text
 DROPPED_KEYS = ("needs_segment", "offset", "repairs", "sample_rate", "channels")  # untrue of a written piece
 LIST_MARKER_WORDS = ("number",)  # "number 2" is spoken for a list marker "2." (pipeline.text.to_spoken)
-
-WordTimer = Callable[[np.ndarray], list[alignment.HypWord]]
 
 
 def inputs(config: Config) -> list[Path]:
@@ -277,7 +274,7 @@ def _piece_record(
 
 def plan_item(text: str, samples: np.ndarray, timer: WordTimer, options: SegmentConfig) -> ItemPlan:
     """VAD pauses + timed words + alignment -> the pieces of one item, or the reason it cannot be cut."""
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     duration = len(samples) / SAMPLE_RATE
     regions = speech_regions(samples, options)
@@ -320,42 +317,6 @@ def command_words() -> tuple[str, ...]:
     return tuple(sorted({w for words in COMMANDS for w in words} | set(LIST_MARKER_WORDS)))
 
 
-# ---------------------------------------------------------------------------------------------- VAD
-
-
-@functools.lru_cache(maxsize=1)
-def _vad_model() -> Any:
-    """silero-vad's ONNX model when onnxruntime is installed (it comes with faster-whisper; twice as fast
-    here), else its TorchScript model; both ship in the wheel and give the same regions."""
-    from silero_vad import load_silero_vad
-
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        onnx = False
-    else:
-        onnx = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # its importlib.resources.path call
-        return load_silero_vad(onnx=onnx)
-
-
-def speech_regions(samples: np.ndarray, options: SegmentConfig) -> list[tuple[float, float]]:
-    """(start, end) seconds of each speech region silero-vad finds in 16 kHz audio."""
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    stamps = get_speech_timestamps(
-        torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)),
-        _vad_model(),
-        threshold=options.vad_threshold,
-        sampling_rate=SAMPLE_RATE,
-        min_silence_duration_ms=options.min_pause_ms,
-        speech_pad_ms=options.speech_pad_ms,
-    )
-    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
-
-
 # ---------------------------------------------------------------------------------------------- word timestamps
 
 
@@ -372,87 +333,3 @@ class _LazyTimer:
                 self.config.model.base, self.config.segment, self.config.threads, self.config.model.cache_dir
             )
         return self.timer(samples)
-
-
-def load_word_timer(
-    spec: str, options: SegmentConfig, threads: int = 0, cache_dir: str | None = None
-) -> WordTimer:
-    """faster-whisper on the CTranslate2 weights when the spec has them, else the transformers pipeline."""
-    ct2_dir = _ct2_dir(spec)
-    if ct2_dir is not None:
-        try:
-            import faster_whisper  # noqa: F401
-        except ImportError:
-            logger.warning("segment: faster-whisper is not installed; using transformers (slower)")
-        else:
-            logger.info("segment: word timestamps from faster-whisper on %s", ct2_dir)
-            return FasterWhisperTimer(ct2_dir, threads, options.beam_size)
-    from pipeline.models import resolve_model
-
-    model_dir = resolve_model(spec, cache_dir=cache_dir)
-    logger.info("segment: word timestamps from transformers on %s", model_dir)
-    return TransformersTimer(model_dir, threads, options.beam_size)
-
-
-def _ct2_dir(spec: str) -> Path | None:
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return path if (path / "model.bin").is_file() else None
-    from pipeline.models import BUILTINS, builtin_ct2_dir
-
-    if spec in BUILTINS:
-        return Path(builtin_ct2_dir(spec))
-    return None
-
-
-class FasterWhisperTimer:
-    """Timed words from faster-whisper (int8 on CPU), no VAD filter, no conditioning on previous text."""
-
-    def __init__(self, ct2_dir: Path, threads: int = 0, beam_size: int = 1):
-        from faster_whisper import WhisperModel
-
-        self.model = WhisperModel(str(ct2_dir), device="cpu", compute_type="int8", cpu_threads=threads)
-        self.language = "en" if self.model.model.is_multilingual else None
-        self.beam_size = beam_size
-
-    def __call__(self, samples: np.ndarray) -> list[alignment.HypWord]:
-        segments, _ = self.model.transcribe(
-            np.asarray(samples, dtype=np.float32),
-            language=self.language,
-            beam_size=self.beam_size,
-            word_timestamps=True,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        return [alignment.HypWord(w.word, w.start, w.end) for s in segments for w in (s.words or ())]
-
-
-class TransformersTimer:
-    """Timed words from the transformers ASR pipeline (30 s chunks, cross-attention word timestamps)."""
-
-    def __init__(self, model_dir: Path, threads: int = 0, beam_size: int = 1):
-        import torch
-        from transformers import pipeline
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.pipe = pipeline(
-            "automatic-speech-recognition", model=str(model_dir), device="cpu", dtype=torch.float32
-        )
-        multilingual = bool(getattr(self.pipe.model.generation_config, "is_multilingual", False))
-        self.generate_kwargs = {"num_beams": beam_size, **({"language": "en"} if multilingual else {})}
-
-    def __call__(self, samples: np.ndarray) -> list[alignment.HypWord]:
-        out = self.pipe(
-            {"raw": np.asarray(samples, dtype=np.float32), "sampling_rate": SAMPLE_RATE},
-            chunk_length_s=30,
-            ignore_warning=True,  # chunked long-form is what we want here: the words, not the best text
-            return_timestamps="word",
-            generate_kwargs=self.generate_kwargs,
-        )
-        words = []
-        for chunk in out.get("chunks", []):
-            start, end = chunk["timestamp"]
-            start = float(start) if start is not None else (words[-1].end if words else 0.0)
-            words.append(alignment.HypWord(chunk["text"], start, float(end) if end is not None else start))
-        return words

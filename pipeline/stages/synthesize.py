@@ -112,7 +112,8 @@ def _plan_archive(config: Config, items: list) -> dict[str, Any]:
     "rejects", "summary"}."""
     from pipeline.archive import read_archive
     from pipeline.lexicon import load_lexicon
-    from pipeline.text import normalize_for_scoring, to_spoken
+    from pipeline.scoring_form import normalize_for_scoring
+    from pipeline.text import to_spoken
     from pipeline.tts import archive as arc
     from pipeline.tts.corpus import sentence_key, split_sentences
     from pipeline.tts.plan import PlanItem, item_seed, parse_voices

@@ -75,7 +75,7 @@ def reference_scores(mined, reference: Path, texts: list[str], top: int) -> dict
 
     from pipeline.lexicon import load_lexicon
     from pipeline.lexicon_build import compare
-    from pipeline.text import ScoringNormalizer, normalize_for_scoring
+    from pipeline.scoring_form import ScoringNormalizer, normalize_for_scoring
 
     lexicon = load_lexicon(reference)
     text = " " + " ".join(normalize_for_scoring(t) for t in texts) + " "

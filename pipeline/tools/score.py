@@ -4,9 +4,10 @@ clinical errors (JSON).
     dictune score --ref REF --hyp HYP [--lexicon FILE] [--baseline HYP0] [--report-ids IDS] [--out FILE]
 
 REF and HYP hold one utterance a line, in the same order (an empty line is an empty utterance). Both
-are put in the domain-safe scoring form first (pipeline.text.normalize_for_scoring). The `clinical`
-block counts negation, laterality and number / unit / level errors (pipeline.clinical); IDS gives each
-line's report id (one a line), so that reports are counted whole, else each line is its own report.
+are put in the domain-safe scoring form first (pipeline.scoring_form.normalize_for_scoring). The
+`clinical` block counts negation, laterality and number / unit / level errors (pipeline.clinical); IDS
+gives each line's report id (one a line), so that reports are counted whole, else each line is its own
+report.
 With --lexicon the term metrics and the per-term table are added; with --baseline, the baseline's scores
 and paired bootstrap 95% intervals of HYP minus baseline (the clinical ones resample whole reports).
 The JSON goes to stdout, or to --out.
@@ -82,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.files import atomic_write_text
     from pipeline.lexicon import load_lexicon
     from pipeline.metrics import score
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     if args.bootstrap_samples < 1:
         raise DictuneError(f"--bootstrap-samples must be at least 1, got {args.bootstrap_samples}")

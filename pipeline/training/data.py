@@ -126,7 +126,7 @@ def load_items(
 
 
 def _scoring_form(text: str) -> str:
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     return normalize_for_scoring(text)
 

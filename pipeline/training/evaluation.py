@@ -85,7 +85,7 @@ def score(refs_norm: Sequence[str], hyps: Sequence[str], lexicon: Any) -> tuple[
     """(WER, term error) of scoring-form references against raw hypotheses, with the same metrics as
     the evaluate stage (pipeline.metrics: term error = 1 - recall of lexicon-term occurrences)."""
     from pipeline.metrics import score as score_all
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     scores = score_all(list(refs_norm), [normalize_for_scoring(h) for h in hyps], lexicon, normalizer=None)
     return scores.wer.rate, (scores.terms.error_rate if scores.terms is not None else None)

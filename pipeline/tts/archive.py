@@ -87,7 +87,7 @@ def _with_list_numbers(parts: list[str]) -> list[str]:
 
 
 def candidates(passages: list[Passage], lexicon) -> list[Candidate]:
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     out = []
     for passage in passages:

@@ -39,7 +39,7 @@ class HeldOut:
 
 def passage_terms(lexicon, text: str) -> set[str]:
     """Lexicon terms (scoring form) that occur in a text."""
-    from pipeline.text import normalize_for_scoring
+    from pipeline.scoring_form import normalize_for_scoring
 
     return {m.term for m in lexicon.find(normalize_for_scoring(text).split())}
 
