@@ -9,11 +9,7 @@ Command-line overrides use dotted keys with YAML values: `train.max_steps=50 mod
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,8 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.train_config import TrainConfig
+from pipeline.typed_yaml import apply_overrides, build
 
 # ---------------------------------------------------------------------------------------------- sections
 
@@ -150,126 +148,6 @@ class NormalizeConfig:
     trim_margin_seconds: float = 0.1  # silence kept at each edge after trimming
     min_seconds: float = 0.2  # shorter after trimming: rejected (nothing left to train on)
     num_proc: int = 1  # datasets.map workers
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    mode: str = "lora"  # lora (peft adapter) | full (fine-tune every weight of the adapted parts)
-    max_steps: int = 300  # optimizer steps
-    batch_size: int = 8  # items per device per micro-batch
-    learning_rate: float = 1e-3  # peak learning rate (1e-3 suits LoRA; use ~1e-5 for full)
-    resume: bool = False  # continue from the last checkpoint in <work_dir>/train
-    # -- data
-    train_manifest: str | None = None  # default <work_dir>/normalize/train.jsonl
-    extra_train_manifests: tuple[str, ...] = ()  # more training manifests, e.g. cut long dictations
-    dev_manifest: str | None = None  # default <work_dir>/normalize/dev.jsonl; "" = no dev evaluation
-    replay_manifest: str | None = None  # plain-English items mixed into training against forgetting
-    replay_ratio: float = 0.0  # share of training items drawn from replay_manifest, in [0, 0.9]
-    # other manifests drawn into each epoch at a set share, e.g. report-archive audio (synthesize.archive):
-    # {manifest: share of each epoch's items}; the shares and replay_ratio add up to at most 0.9
-    mix_manifests: dict[str, float] = field(default_factory=dict)
-    general_dev_manifest: str | None = None  # plain-English items for general WER during training (not test!)
-    group_by_length: bool = True  # sort by duration within seeded mega-batches (less decoder padding)
-    mega_batch_factor: int = 16  # a mega-batch holds this many batches
-    max_label_tokens: int = 448  # longer targets are rejected (Whisper's decoder limit)
-    prepend_space: bool = True  # tokenize " text" like Whisper's own outputs
-    language: str = "en"  # multilingual bases only: language token of the targets
-    task: str = "transcribe"  # multilingual bases only: transcribe | translate
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
-    # -- context-aware training (pipeline/training/prompts.py): Whisper's previous-text slot filled as at
-    # inference, so the adapted model keeps using a vocabulary context; the shares are of training items
-    context_terms_share: float = 0.5  # a term list: own lexicon terms among distractors
-    context_previous_share: float = 0.2  # the text before the item (previous piece, or a same-exam sentence)
-    context_distractors: tuple[int, int] = (2, 10)  # lexicon terms added to a term list, drawn in [lo, hi]
-    context_keep_own: float = 0.8  # chance that each own term is in the item's term list
-    # context tokens at most while training: every decoder position attends to all 1500 encoder frames, so
-    # a step costs about (context + target tokens): 150 tokens made decoder-only steps 2.9x slower
-    context_max_tokens: int = 64
-    # -- model
-    # which part learns: decoder | encoder | both. decoder (default): the encoder stays as pretrained, which
-    # keeps it from fitting TTS voices when training on synthetic speech (Vasquez-Correa et al., TSD 2023)
-    # and enables the fast mode (encoder outputs cached: ~10x faster steps on CPU)
-    adapt: str = "decoder"
-    lora_r: int = 32  # LoRA rank
-    lora_alpha: int = 64  # LoRA scaling numerator (scale = alpha / r)
-    lora_dropout: float = 0.05  # dropout on the LoRA branch
-    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")  # linear layer names inside each block
-    gradient_checkpointing: bool = False  # trade ~30% speed for activation memory
-    # -- optimization
-    lr_scheduler: str = "linear"  # linear | cosine | constant (after warmup)
-    warmup_steps: int = 20  # linear warmup from 0 to learning_rate
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
-    precision: str = "auto"  # auto (bf16 on CPU when supported, fp16 on CUDA) | bf16 | fp16 | fp32
-    # -- augmentation (all off by default; any of them disables the encoder cache)
-    spec_augment: bool = False  # SpecAugment inside the model (time/feature masking of log-mels)
-    mask_time_prob: float = 0.05  # SpecAugment: share of frames masked
-    mask_feature_prob: float = 0.0  # SpecAugment: share of mel bins masked
-    augment_prob: float = 0.5  # chance that each switched-on waveform augmentation hits an item
-    noise: bool = False  # additive white/pink noise
-    noise_snr_db: tuple[float, float] = (15.0, 40.0)  # SNR range of the added noise, dB
-    speed: bool = False  # speed perturbation (tempo and pitch, by resampling)
-    speed_range: tuple[float, float] = (0.9, 1.1)  # speed factor range
-    gain: bool = False  # random gain
-    gain_db: tuple[float, float] = (-6.0, 6.0)  # gain range, dB
-    # -- fast decoder-only mode
-    cache_encoder_outputs: bool | str = "auto"  # auto (when the encoder is frozen and no augmentation) | true | false
-    encoder_cache_dtype: str = "float16"  # float16 | float32: storage of cached encoder outputs
-    encoder_cache_dir: str | None = None  # default <model cache>/encoder_cache, shared by every run
-    encoder_cache_budget_gb: float = 100.0  # auto: cache only when every clip's output fits in this
-    # -- evaluation, checkpoints, logging
-    eval_steps: int = 50  # dev evaluation every N steps (0 = only at the end)
-    eval_max_items: int = 64  # dev items decoded per evaluation (0 = all), a fixed seeded subset
-    eval_batch_size: int = 16  # items per batch when decoding dev
-    generation_max_new_tokens: int = 128  # greedy decoding limit for dev transcripts
-    early_stopping_patience: int = 0  # evaluations without a better dev term error before stopping (0 = off)
-    save_steps: int = 50  # checkpoint every N steps (0 = only at the end)
-    keep_checkpoints: int = 2  # newest checkpoints kept (the best one is kept too)
-    export_best: bool = True  # export the best checkpoint by dev term error (else the last step)
-    log_steps: int = 10  # loss/lr to TensorBoard every N steps
-    merge: bool = True  # also write merged/ (a plain model directory, no peft needed)
-
-    def problems(self) -> list[str]:
-        """Value checks of this section, each with its dotted key."""
-        out = []
-        choices = {
-            "mode": ("lora", "full"), "adapt": ("encoder", "decoder", "both"),
-            "lr_scheduler": ("linear", "cosine", "constant"), "precision": ("auto", "bf16", "fp16", "fp32"),
-            "cache_encoder_outputs": ("auto", "true", "false"), "encoder_cache_dtype": ("float16", "float32"),
-        }
-        for key, allowed in choices.items():
-            if str(getattr(self, key)).lower() not in allowed:
-                out.append(f"train.{key}: must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        positive = ("max_steps", "batch_size", "gradient_accumulation_steps", "mega_batch_factor", "eval_batch_size",
-                    "keep_checkpoints", "lora_r", "max_label_tokens", "generation_max_new_tokens")  # fmt: skip
-        out += [f"train.{k}: must be >= 1" for k in positive if getattr(self, k) < 1]
-        counts = ("warmup_steps", "eval_steps", "save_steps", "log_steps", "early_stopping_patience", "num_workers",
-                  "eval_max_items")  # fmt: skip
-        out += [f"train.{k}: must be >= 0" for k in counts if getattr(self, k) < 0]
-        if not 0.0 <= self.lora_dropout < 1.0 or not 0.0 <= self.augment_prob <= 1.0:
-            out.append("train.lora_dropout / train.augment_prob: must be probabilities")
-        shares = (self.context_terms_share, self.context_previous_share, self.context_keep_own)
-        if min(shares) < 0 or max(shares) > 1 or self.context_terms_share + self.context_previous_share > 1:
-            out.append("train.context_*_share / context_keep_own: probabilities, the two shares summing to <= 1")
-        lo_hi = self.context_distractors
-        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1] or self.context_max_tokens < 2:
-            out.append("train.context_distractors: [low, high] with 0 <= low <= high; context_max_tokens >= 2")
-        if not 0.0 <= self.replay_ratio <= 0.9:
-            out.append("train.replay_ratio: must be in [0, 0.9]")
-        if self.replay_ratio > 0 and not self.replay_manifest:
-            out.append("train.replay_ratio: set train.replay_manifest too")
-        if any(r <= 0 for r in self.mix_manifests.values()) or self.replay_ratio + sum(self.mix_manifests.values()) > 0.9:
-            out.append("train.mix_manifests: each share must be > 0, and they add up with replay_ratio to <= 0.9")
-        for key in ("noise_snr_db", "speed_range", "gain_db"):
-            pair = getattr(self, key)
-            if len(pair) != 2 or pair[0] > pair[1]:
-                out.append(f"train.{key}: expected [low, high]")
-        if self.learning_rate <= 0:
-            out.append("train.learning_rate: must be > 0")
-        if self.encoder_cache_budget_gb < 0:
-            out.append("train.encoder_cache_budget_gb: must be >= 0")
-        return out
 
 
 CONTEXT_MODES = ("none", "static", "retrieved")
@@ -510,53 +388,12 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
     problems: list[str] = []
-    config = _build(Config, data, "", problems)
+    config = build(Config, data, "", problems)
     if problems:
         raise ConfigError(problems, source=source)
     problems = validate(config)
     if problems:
         raise ConfigError(problems, source=source)
-    return config
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Return a copy of `data` with each `dotted.key=yaml_value` set."""
-    problems = []
-    data = _deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            problems.append(f"override {item!r}: expected key=value")
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                problems.append(f"override {item!r}: {part} is not a section")
-                break
-            node = child
-        else:
-            node[parts[-1]] = value
-    if problems:
-        raise ConfigError(problems, source="overrides")
-    return data
-
-
-def config_to_dict(config: Any) -> Any:
-    """Plain-data form of a config (or section), for hashing and for saving next to artifacts."""
-    if dataclasses.is_dataclass(config):
-        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    if isinstance(config, (list, tuple)):
-        return [config_to_dict(v) for v in config]
-    if isinstance(config, dict):
-        return {k: config_to_dict(v) for k, v in config.items()}
     return config
 
 
@@ -593,89 +430,3 @@ def validate(config: Config) -> list[str]:
         if getattr(config.section(section), name) < 1:
             problems.append(f"{key}: must be at least 1")
     return problems
-
-
-# ---------------------------------------------------------------------------------------------- internals
-
-
-_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number YAML 1.1 may leave a string
-
-
-def _deepcopy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deepcopy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deepcopy(v) for v in value]
-    return value
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _build(tp: Any, value: Any, key: str, problems: list[str]) -> Any:
-    """Convert plain YAML data to `tp`, appending a message per problem; returns a best-effort value."""
-    where = key or "config"
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            problems.append(f"{where}: expected a mapping, got {type(value).__name__}")
-            return None
-        hints = typing.get_type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        for unknown in sorted(set(value) - set(fields)):
-            near = [n for n in fields if n.startswith(str(unknown)[:3])]
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            problems.append(f"{key + '.' if key else ''}{unknown}: unknown key{hint}")
-        kwargs = {}
-        for name, f in fields.items():
-            sub = f"{key}.{name}" if key else name
-            if name in value:
-                kwargs[name] = _build(hints[name], value[name], sub, problems)
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(f"{sub}: required key is missing")
-        try:
-            return tp(**kwargs)
-        except TypeError:
-            return None
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            trial: list[str] = []
-            built = _build(arg, value, key, trial)
-            if not trial:
-                return built
-        problems.append(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
-        return None
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            problems.append(f"{where}: expected a list, got {value!r}")
-            return ()
-        (item_tp, *_rest) = typing.get_args(tp)
-        return tuple(_build(item_tp, v, f"{where}[{i}]", problems) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{where}: expected a mapping, got {value!r}")
-            return {}
-        _, val_tp = typing.get_args(tp)
-        return {str(k): _build(val_tp, v, f"{where}.{k}", problems) for k, v in value.items()}
-    if tp is Any:
-        return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; it is meant as a number
-    if tp is bool and not isinstance(value, bool):
-        problems.append(f"{where}: expected true or false, got {value!r}")
-        return None
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        problems.append(f"{where}: expected int, got {value!r}")
-        return None
-    if tp in (str, float) and not isinstance(value, tp):
-        problems.append(f"{where}: expected {tp.__name__}, got {value!r}")
-        return None
-    return value

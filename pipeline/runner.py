@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pipeline.config import Config, config_to_dict
+from pipeline.config import Config
 from pipeline.errors import DictuneError
 from pipeline.faults import EnvironmentFailure, describe, is_environment_error
 from pipeline.files import (
@@ -44,6 +44,7 @@ from pipeline.files import (
     sha256_paths,
     stat_signature,
 )
+from pipeline.typed_yaml import config_to_dict
 from pipeline.worklock import hold_work_dir
 
 logger = logging.getLogger("dictune")

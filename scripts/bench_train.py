@@ -170,7 +170,7 @@ def batch_order(durations: list[float], s: Settings) -> list[int]:
     """Item indices in the order dictune's batch plan feeds them, for s.steps batches."""
     import itertools
 
-    from pipeline.config import TrainConfig
+    from pipeline.train_config import TrainConfig
     from pipeline.training.data import BatchPlan
 
     defaults = TrainConfig()
@@ -478,7 +478,7 @@ def print_table(runs: list[dict[str, Any]], s: Settings, data: str) -> None:
 
 def settings_from(args: argparse.Namespace, model_dir: str, manifest: str) -> Settings:
     """The shared settings: dictune's defaults for LoRA and the optimizer, the rest from the command line."""
-    from pipeline.config import TrainConfig
+    from pipeline.train_config import TrainConfig
     from pipeline.training.state import resolve_precision
 
     d = TrainConfig()

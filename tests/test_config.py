@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
+from pipeline.config import Config, config_from_dict, load_config
 from pipeline.errors import ConfigError
+from pipeline.typed_yaml import apply_overrides, config_to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

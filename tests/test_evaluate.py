@@ -12,8 +12,9 @@ import pytest
 import soundfile
 
 from pipeline import cli, runner, systems
-from pipeline.config import config_from_dict, config_to_dict, load_config
+from pipeline.config import config_from_dict, load_config
 from pipeline.manifest import Record, read_manifest, write_manifest
+from pipeline.typed_yaml import config_to_dict
 
 SAMPLE_RATE = 16000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

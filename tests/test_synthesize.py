@@ -84,7 +84,7 @@ def synth_config(tmp_path: Path, **overrides) -> SynthesizeConfig:
 
 def full_config(tmp_path: Path, **overrides):
     cfg = synth_config(tmp_path, **overrides)
-    from pipeline.config import config_to_dict
+    from pipeline.typed_yaml import config_to_dict
 
     return config_from_dict(
         {"name": "t", "work_dir": str(tmp_path / "work"), "synthesize": config_to_dict(cfg)}

@@ -7,11 +7,12 @@ from collections import Counter
 
 from test_synthesize import fake_engines, synth_config, write_corpus  # noqa: F401 (fixture)
 
-from pipeline.config import ArchiveSynthConfig, config_from_dict, config_to_dict
+from pipeline.config import ArchiveSynthConfig, config_from_dict
 from pipeline.manifest import read_manifest, read_rejects
 from pipeline.stages import synthesize as stage
 from pipeline.tts.archive import Candidate, select
 from pipeline.tts.corpus import Passage, sentence_key
+from pipeline.typed_yaml import config_to_dict
 
 ARCHIVE_LINES = [
     "Small hiatal hernia. Dr. XXXX was notified at [** 10:30 **].",

@@ -145,7 +145,7 @@ def test_multilingual_targets_get_language_and_task_tokens():
 
 @pytest.mark.parametrize("adapt", ["decoder", "encoder", "both"])
 def test_lora_goes_only_where_asked(tiny_whisper_dir, adapt):
-    from pipeline.config import TrainConfig
+    from pipeline.train_config import TrainConfig
     from pipeline.training.model_setup import setup_model
 
     bundle = setup_model(
@@ -162,7 +162,7 @@ def test_lora_goes_only_where_asked(tiny_whisper_dir, adapt):
 
 
 def test_full_fine_tuning_freezes_the_other_part(tiny_whisper_dir):
-    from pipeline.config import TrainConfig
+    from pipeline.train_config import TrainConfig
     from pipeline.training.model_setup import setup_model
 
     bundle = setup_model(tiny_whisper_dir, TrainConfig(mode="full", adapt="decoder"))
@@ -173,8 +173,8 @@ def test_full_fine_tuning_freezes_the_other_part(tiny_whisper_dir):
 
 
 def test_bad_target_modules_are_a_user_error(tiny_whisper_dir):
-    from pipeline.config import TrainConfig
     from pipeline.errors import DictuneError
+    from pipeline.train_config import TrainConfig
     from pipeline.training.model_setup import setup_model
 
     with pytest.raises(DictuneError, match="lora_target_modules"):
@@ -206,7 +206,7 @@ def test_config_reports_bad_train_values():
 def test_gradient_checkpointing_keeps_lora_gradients(tiny_whisper_dir, adapt):
     import torch
 
-    from pipeline.config import TrainConfig
+    from pipeline.train_config import TrainConfig
     from pipeline.training.loss import WhisperSeq2SeqLoss
     from pipeline.training.model_setup import setup_model
 
@@ -565,7 +565,7 @@ def test_two_cpu_processes_agree_and_write_one_adapter(tiny_whisper_dir, corpus,
         lora_dropout=0.1,
         export_best=False,
     )  # final weights: what each rank trained
-    from pipeline.config import config_to_dict
+    from pipeline.typed_yaml import config_to_dict
 
     # on a CPU-only machine `accelerate launch --multi_gpu` starts torch.distributed.run; the trainer asks
     # accelerate for CPU (gloo) DDP ("--cpu" alone would start a single process without mpirun)

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Config, config_to_dict
+from pipeline.config import Config
 from pipeline.errors import DictuneError
+from pipeline.typed_yaml import config_to_dict
 
 logger = logging.getLogger("dictune")
 

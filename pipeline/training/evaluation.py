@@ -1,6 +1,6 @@
 """Dev evaluation during training: teacher-forced loss, greedy transcripts, domain-term error and WER.
 
-Scores come from the project's scoring normalizer and lexicon (pipeline.text) and metrics
+Scores come from the project's scoring normalizer and lexicon (pipeline.scoring_form) and metrics
 (pipeline.metrics), exactly as the evaluate stage computes them.
 
 Term error = 1 - term recall: the share of lexicon-term occurrences in the references that the

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import TrainConfig
 from pipeline.errors import DictuneError
+from pipeline.train_config import TrainConfig
 
 logger = logging.getLogger("dictune")
 

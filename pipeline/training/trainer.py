@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import Config, config_to_dict
+from pipeline.config import Config
 from pipeline.errors import DictuneError
 from pipeline.files import atomic_write_json
 from pipeline.training import checkpoint as ckpt
@@ -36,6 +36,7 @@ from pipeline.training.inputs import TrainingInputs
 from pipeline.training.loss import WhisperSeq2SeqLoss
 from pipeline.training.model_setup import setup_model
 from pipeline.training.state import LoopState, resolve_precision
+from pipeline.typed_yaml import config_to_dict
 
 logger = logging.getLogger("dictune")
 
