@@ -29,6 +29,16 @@ class TrainConfig:
     language: str = "en"  # multilingual bases only: language token of the targets
     task: str = "transcribe"  # multilingual bases only: transcribe | translate
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    # -- streaming (pipeline/training/stream.py): big corpora are read from Parquet shards as training goes,
+    # in batches of a total duration, instead of being loaded whole
+    streaming: bool | str = "auto"  # auto (when the train manifest holds >= streaming_min_hours) | true | false
+    streaming_min_hours: float = 100.0
+    shard_dir: str | None = None  # default <work_dir>/normalize/shards/train (normalize writes them)
+    rows_per_shard: int = 10_000  # rows per Parquet shard when shards are written
+    stream_batch_seconds: float = 80.0  # streaming: speech per micro-batch, at most (batch_size does not apply)
+    stream_max_items: int = 32  # streaming: rows per micro-batch, at most
+    stream_readers: int = 0  # streaming: shard readers (0 = one per process); see pipeline/training/stream.py
+    stream_pool_rows: int = 2048  # streaming: rows sorted by duration together before batches are cut
     # -- context-aware training (pipeline/training/prompts.py): Whisper's previous-text slot filled as at
     # inference, so the adapted model keeps using a vocabulary context; the shares are of training items
     context_terms_share: float = 0.5  # a term list: own lexicon terms among distractors
@@ -89,16 +99,17 @@ class TrainConfig:
         choices = {
             "mode": ("lora", "full"), "adapt": ("encoder", "decoder", "both"),
             "lr_scheduler": ("linear", "cosine", "constant"), "precision": ("auto", "bf16", "fp16", "fp32"),
-            "cache_encoder_outputs": ("auto", "true", "false"), "encoder_cache_dtype": ("float16", "float32"),
+            "cache_encoder_outputs": ("auto", "true", "false"), "streaming": ("auto", "true", "false"), "encoder_cache_dtype": ("float16", "float32"),
         }
         for key, allowed in choices.items():
             if str(getattr(self, key)).lower() not in allowed:
                 out.append(f"train.{key}: must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         positive = ("max_steps", "batch_size", "gradient_accumulation_steps", "mega_batch_factor", "eval_batch_size",
-                    "keep_checkpoints", "lora_r", "max_label_tokens", "generation_max_new_tokens")  # fmt: skip
+                    "keep_checkpoints", "lora_r", "max_label_tokens", "generation_max_new_tokens", "rows_per_shard",
+                    "stream_max_items", "stream_pool_rows")  # fmt: skip
         out += [f"train.{k}: must be >= 1" for k in positive if getattr(self, k) < 1]
-        counts = ("warmup_steps", "eval_steps", "save_steps", "log_steps", "early_stopping_patience", "num_workers",
-                  "eval_max_items")  # fmt: skip
+        counts = ("stream_readers", "warmup_steps", "eval_steps", "save_steps", "log_steps", "early_stopping_patience",
+                  "num_workers", "eval_max_items")  # fmt: skip
         out += [f"train.{k}: must be >= 0" for k in counts if getattr(self, k) < 0]
         if not 0.0 <= self.lora_dropout < 1.0 or not 0.0 <= self.augment_prob <= 1.0:
             out.append("train.lora_dropout / train.augment_prob: must be probabilities")
@@ -120,6 +131,8 @@ class TrainConfig:
                 out.append(f"train.{key}: expected [low, high]")
         if self.learning_rate <= 0:
             out.append("train.learning_rate: must be > 0")
+        if self.stream_batch_seconds <= 0 or self.streaming_min_hours < 0:
+            out.append("train.stream_batch_seconds: must be > 0; train.streaming_min_hours: >= 0")
         if self.encoder_cache_budget_gb < 0:
             out.append("train.encoder_cache_budget_gb: must be >= 0")
         return out

@@ -328,10 +328,10 @@ def run_dictune(s: Settings, work_dir: str, overrides: dict[str, Any]) -> dict[s
     setup_seconds = time.monotonic() - setup_start
     train_step = trainer._train_step
 
-    def recorded_step(batches: Any) -> float:
-        loss = train_step(batches)
+    def recorded_step(batches: Any) -> tuple[float, int]:
+        loss, rows = train_step(batches)
         losses.append(loss)
-        return loss
+        return loss, rows
 
     trainer._train_step = recorded_step
     clock.start()

@@ -47,3 +47,163 @@ def test_trainer_over_the_budget_encodes_on_the_fly(tiny_whisper_dir, corpus, tm
     assert forced.use_cache and "train.cache_encoder_outputs=true" in forced.data.cache_plan.reason
     config = json.loads((tmp_path / "work" / "train" / "train_config.json").read_text())
     assert "encoded on the fly" in config["resolved"]["encoder_cache_plan"]
+
+
+# ---------------------------------------------------------------------------------------------- shards and streams
+
+
+def _manifest(tmp_path, n):
+    """n rows of 1-7 s; every 4 rows are the pieces of one cut dictation."""
+    rows = [{"id": f"r{i}", "audio_filepath": f"a/{i}.wav", "duration": 1.0 + i % 7, "text": f"sentence {i}.",
+             "parent_id": f"d{i // 4}", "segment_index": i % 4} for i in range(n)]  # fmt: skip
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path, rows
+
+
+def test_shards_keep_every_row_or_reject_it_with_its_line(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pipeline.training.shards import read_index, write_shards
+
+    path, rows = _manifest(tmp_path, 23)
+    lines = path.read_text().splitlines()
+    lines[4] = json.dumps({**rows[4], "text": "  "})
+    lines[9] = json.dumps({**rows[9], "duration": 41.0})
+    lines[12] = "{not json"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    index = write_shards(path, tmp_path / "shards", rows_per_shard=5)
+    assert index.shards == ("shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet", "shard-00003.parquet")
+    assert index.rows == (5, 5, 5, 5) and index.total_rows == 20
+    rejects = [json.loads(x) for x in (tmp_path / "shards" / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"].split(" ")[0]) for r in rejects] == [(5, "empty"), (10, "audio"), (13, "invalid")]
+    table = pq.read_table(tmp_path / "shards" / "shard-00000.parquet").to_pylist()
+    assert table[0]["audio_filepath"] == str(tmp_path / "a" / "0.wav") and table[0]["line"] == 1
+    assert [r["previous_text"] for r in table[:4]] == [None, "sentence 0.", "sentence 1.", "sentence 2."]
+    assert read_index(tmp_path / "shards") == index
+    (tmp_path / "shards" / "shard-00002.parquet").unlink()
+    with pytest.raises(Exception, match="shard-00002.parquet: shard listed in index.json is missing"):
+        read_index(tmp_path / "shards")
+
+
+def test_stream_batches_by_seconds_disjoint_per_rank_and_resumable(tmp_path):
+    from pipeline.training.shards import write_shards
+    from pipeline.training.stream import ShardStream, StreamOptions
+
+    path, _ = _manifest(tmp_path, 200)
+    index = write_shards(path, tmp_path / "shards", rows_per_shard=25)  # 8 shards
+    options = StreamOptions(batch_seconds=20.0, max_items=6, pool_rows=64)
+    ranks = [ShardStream(index, 3, options, world_size=2, rank=r) for r in (0, 1)]
+    seen = []
+    for stream in ranks:
+        batches = stream.iterate(0)
+        ids, epoch0 = [], []
+        while True:
+            epoch, batch = next(batches)
+            if epoch == 1:
+                break
+            epoch0.append(batch)
+            ids += [r["id"] for r in batch]
+        assert len(ids) == len(set(ids)) == 100  # each row of this rank's 4 shards once per epoch
+        assert all(sum(r["duration"] for r in b) <= 20.0 and len(b) <= 6 for b in epoch0)
+        seen.append(set(ids))
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 200  # disjoint shards per rank
+    straight = ranks[0].iterate(0)
+    full = [next(straight) for _ in range(40)]  # past the first epoch
+    resumed = ShardStream(index, 3, options, world_size=2, rank=0).iterate(27)
+    assert [next(resumed) for _ in range(13)] == full[27:]
+    other_seed = ShardStream(index, 4, options, world_size=2, rank=0).iterate(0)
+    assert [next(other_seed) for _ in range(5)] != full[:5]
+    # two readers in one process alternate: micro-batch 2k is reader 0's k-th batch, 2k+1 reader 1's
+    both = ShardStream(index, 3, StreamOptions(20.0, 6, readers=2, pool_rows=64)).iterate(0)
+    one = [next(both) for _ in range(10)]
+    rank1 = ranks[1].iterate(0)
+    assert one[0::2] == full[:5] and one[1::2] == [next(rank1) for _ in range(5)]
+
+
+STREAMING = {"streaming": True, "rows_per_shard": 2, "stream_batch_seconds": 3.0, "stream_max_items": 4,
+             "stream_pool_rows": 4, "adapt": "decoder", "dev_manifest": "", "lora_dropout": 0.0,
+             "export_best": False, "merge": False, "warmup_steps": 1}  # fmt: skip
+
+
+def test_streamed_training_resumes_exactly(tiny_whisper_dir, corpus, tmp_path):  # noqa: F811
+    import numpy as np
+    from test_train import adapter_tensors, make_config
+
+    from pipeline.training.trainer import Trainer
+
+    settings = {**STREAMING, "max_steps": 6, "save_steps": 3, "keep_checkpoints": 1, "lora_dropout": 0.1}
+    straight = Trainer(make_config(tmp_path / "a", corpus, **settings), tiny_whisper_dir, progress=False)
+    assert straight.data.stream is not None and straight.data.items == []
+    summary = straight.train()
+    assert summary["train_sources"][str(corpus["train"])] == {"items": 8, "hours": 0.002, "streamed": True}
+    assert "streaming: encoded on the fly" in summary["encoder_cache_plan"] and summary["encoder_cache"] is None
+    assert summary["streamed_rows_read"] >= 8 and summary["samples"] >= 6  # batches of <= 3 s: 2-4 clips
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_4(step: int) -> None:
+        if step == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(make_config(tmp_path / "b", corpus, **settings), tiny_whisper_dir, progress=False,
+                on_step_end=kill_at_4).train()  # fmt: skip
+    resumed = make_config(tmp_path / "b", corpus, resume=True, **settings)
+    assert Trainer(resumed, tiny_whisper_dir, progress=False).train()["steps"] == 6
+    a = adapter_tensors(tmp_path / "a" / "work" / "train" / "adapter")
+    b = adapter_tensors(tmp_path / "b" / "work" / "train" / "adapter")
+    assert any(float(t.abs().max()) > 0 for k, t in a.items() if "lora_B" in k)
+    for key in a:
+        assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-6), key
+
+
+def test_streaming_refuses_what_it_cannot_stream(tiny_whisper_dir, corpus, tmp_path):  # noqa: F811
+    from test_train import make_config
+
+    from pipeline.training.trainer import Trainer
+
+    config = make_config(tmp_path, corpus, **STREAMING, replay_manifest=str(corpus["dev"]), replay_ratio=0.2)
+    with pytest.raises(Exception, match="train.streaming: replay_manifest cannot be streamed yet"):
+        Trainer(config, tiny_whisper_dir, progress=False)
+    auto = make_config(tmp_path, corpus, **{**STREAMING, "streaming": "auto"})  # 0.002 h < 100 h: in memory
+    assert Trainer(auto, tiny_whisper_dir, progress=False).data.stream is None
+
+
+@pytest.mark.slow
+def test_two_processes_streaming_disjoint_shards_equal_one_process_with_the_same_global_batch(
+    tiny_whisper_dir, corpus, tmp_path  # noqa: F811
+):
+    """2 processes (one reader each, disjoint shards) against 1 process with both readers and 2 accumulated
+    micro-batches: the same global batch at every step, so the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from test_train import DDP_SCRIPT, REPO, adapter_tensors, make_config
+
+    from pipeline.training.trainer import Trainer
+    from pipeline.typed_yaml import config_to_dict
+
+    settings = {**STREAMING, "max_steps": 3, "stream_readers": 2, "rows_per_shard": 2}
+    single = make_config(tmp_path / "one", corpus, gradient_accumulation_steps=2, **settings)
+    Trainer(single, tiny_whisper_dir, progress=False).train()
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT + 'open(f"{out}/readers{rank}.json", "w").write(json.dumps(trainer.data.stream.readers))\n',
+                      encoding="utf-8")  # fmt: skip
+    config = make_config(tmp_path / "two", corpus, **settings)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           str(script), json.dumps(config_to_dict(config)), str(tiny_whisper_dir), str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / "rank0.txt").read_text() == (tmp_path / "rank1.txt").read_text()  # DDP kept them equal
+    assert [json.loads((tmp_path / f"readers{r}.json").read_text()) for r in (0, 1)] == [[0], [1]]  # disjoint
+    one = adapter_tensors(tmp_path / "one" / "work" / "train" / "adapter")
+    two = adapter_tensors(tmp_path / "two" / "work" / "train" / "adapter")
+    assert any(float(t.abs().max()) > 0 for k, t in one.items() if "lora_B" in k)
+    for key in one:
+        assert np.allclose(one[key].numpy(), two[key].numpy(), atol=1e-5), key

@@ -81,7 +81,23 @@ def run(config: Config) -> dict[str, Any]:
             write_manifest(out_dir / f"{name}.jsonl", records, pending)
             summary[name] = _summarize(name, records, rejects)
         write_rejects(out_dir / REJECTS_NAME, all_rejects, pending)
+    _write_train_shards(config, out_dir, outputs, summary)
     return summary
+
+
+def _write_train_shards(config: Config, out_dir: Path, outputs: list, summary: dict[str, Any]) -> None:
+    """A big train split is also written as Parquet shards, which training streams (train.streaming)."""
+    from pipeline.training.shards import write_shards
+    from pipeline.training.stream import streaming_wanted
+
+    cfg = config.train
+    for name, records, _ in outputs:
+        hours = sum(r.duration for r in records) / 3600
+        if name == "train" and records and streaming_wanted(cfg.streaming, hours, cfg.streaming_min_hours):
+            index = write_shards(out_dir / "train.jsonl", cfg.shard_dir or out_dir / "shards" / "train",
+                                 cfg.rows_per_shard)  # fmt: skip
+            summary[name]["shards"] = {"directory": str(index.directory), "shards": len(index.shards),
+                                       "rows": index.total_rows}  # fmt: skip
 
 
 def space_needed(config: Config) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,24 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import DictuneError
-from pipeline.manifest import write_rejects
-from pipeline.training.data import AugmentOptions, BatchPlan, Collator, SpeechDataset, TrainItem, load_items
+from pipeline.faults import is_environment_error
+from pipeline.manifest import Reject, iter_jsonl, write_rejects
+from pipeline.training.data import (
+    AugmentOptions,
+    BatchPlan,
+    Collator,
+    SpeechDataset,
+    TrainItem,
+    augment,
+    load_items,
+    load_waveform,
+    target_ids,
+)
 from pipeline.training.encoder_cache import CachePlan, cache_root_dir, free_bytes, plan_cache, prepare_cache
 from pipeline.training.evaluation import load_terms
 from pipeline.training.model_setup import spec_augment_active
+from pipeline.training.shards import INDEX_NAME, read_index, write_shards
+from pipeline.training.stream import ShardStream, StreamOptions, streaming_wanted
 
 logger = logging.getLogger("dictune")
 
@@ -46,24 +60,76 @@ class TrainingInputs:
         self.bundle, self.accelerator, self.out_dir = bundle, accelerator, out_dir
         self.precision, self.progress = precision, progress
         self.whisper = bundle.whisper
-        self._load_all()
+        self.augment = augment
+        self.stream = self._open_stream()  # None: the training items are loaded whole
+        rejects = self._load_train() if self.stream is None else []
+        rejects += self._load_dev()
+        if self.accelerator.is_main_process:
+            write_rejects(self.out_dir / "rejects.jsonl", rejects)
+        for reject in rejects:
+            logger.warning("train: skipped %s", reject)
+        self.n_rejected = len(rejects)
         items = self.items + self.dev + self.general_dev
-        self.cache_plan = self._plan_cache(len({i.audio_path for i in items}), augment)
+        clips = len({i.audio_path for i in items}) + (self.stream.index.total_rows if self.stream else 0)
+        self.cache_plan = self._plan_cache(clips, augment)
         self.use_cache = self.cache_plan is not None and self.cache_plan.use
         self.cache = self._build_cache(items) if self.use_cache else None
         self.terms = load_terms(config.lexicon)
         self.dataset = SpeechDataset(self.items, config.seed, None if self.use_cache else augment, self.cache,
                                      self._contexts(self.items))  # fmt: skip
+        self.stream_rejects: dict[str, Reject] = {}  # rows the stream could not train on, by id
         whisper_config = self.whisper.config
         self.collator = Collator(bundle.processor.feature_extractor, whisper_config.decoder_start_token_id,
                                  whisper_config.pad_token_id)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ items
 
-    def _load_all(self) -> None:
+    def _train_path(self) -> Path:
+        return Path(self.cfg.train_manifest or self.config.work_path / "normalize" / "train.jsonl")
+
+    def _open_stream(self) -> ShardStream | None:
+        """The shard stream when train.streaming resolves on (shards from normalize, else written here)."""
+        cfg, acc = self.cfg, self.accelerator
+        if str(cfg.streaming).lower() == "false":
+            return None
+        manifest = self._train_path()
+        shard_dir = Path(cfg.shard_dir or self.config.work_path / "normalize" / "shards" / "train")
+        index = read_index(shard_dir) if (shard_dir / INDEX_NAME).is_file() else None
+        if index is not None and manifest.is_file() and manifest.stat().st_mtime > (shard_dir / INDEX_NAME).stat().st_mtime:
+            logger.info("train: %s is newer than its shards at %s; they are written again", manifest, shard_dir)
+            index = None
+        hours = index.hours if index is not None else manifest_hours(manifest)
+        if not streaming_wanted(cfg.streaming, hours, cfg.streaming_min_hours):
+            return None
+        unsupported = [key for key, on in (("extra_train_manifests", cfg.extra_train_manifests),
+                                           ("replay_manifest", cfg.replay_manifest and cfg.replay_ratio > 0),
+                                           ("mix_manifests", cfg.mix_manifests)) if on]  # fmt: skip
+        if unsupported:
+            raise DictuneError(f"train.streaming: {', '.join(unsupported)} cannot be streamed yet; put those items "
+                               f"into the train manifest, or set train.streaming=false ({hours:.1f} h)")  # fmt: skip
+        if index is None:
+            shard_dir = self.out_dir / "shards"
+            if acc.is_main_process:
+                write_shards(manifest, shard_dir, cfg.rows_per_shard)
+            acc.wait_for_everyone()
+            index = read_index(shard_dir)
+        self.items, self.plan, self.n_train, self.n_replay = [], None, index.total_rows, 0
+        self.sources = {str(manifest): {"items": index.total_rows, "hours": round(index.hours, 3), "streamed": True}}
+        options = StreamOptions(cfg.stream_batch_seconds, cfg.stream_max_items, cfg.stream_readers, cfg.stream_pool_rows)
+        stream = ShardStream(index, self.config.seed, options, acc.num_processes, acc.process_index)
+        logger.info("train: streaming %s rows (%.1f h) from %d shards at %s; this process reads shard groups %s",
+                    f"{index.total_rows:,}", index.hours, len(index.shards), index.directory, stream.readers)  # fmt: skip
+        return stream
+
+    def _load_dev(self) -> list:
         cfg, work = self.cfg, self.config.work_path
-        train_path = Path(cfg.train_manifest or work / "normalize" / "train.jsonl")
         dev_path = cfg.dev_manifest if cfg.dev_manifest is not None else work / "normalize" / "dev.jsonl"
+        self.dev, rejects = self._load_optional(dev_path, "dev", required=bool(cfg.dev_manifest))
+        self.general_dev, more = self._load_optional(cfg.general_dev_manifest, "general_dev", required=True)
+        return rejects + more
+
+    def _load_train(self) -> list:
+        cfg, train_path = self.cfg, self._train_path()
         train, rejects = self._load(train_path, "train")
         self.sources = {str(train_path): amount(train)}  # items and hours per training manifest
         for extra_path in cfg.extra_train_manifests:
@@ -76,20 +142,12 @@ class TrainingInputs:
         if cfg.replay_manifest and cfg.replay_ratio > 0:
             replay, more = self._load(Path(cfg.replay_manifest), "replay")
             rejects += more
-        self.dev, more = self._load_optional(dev_path, "dev", required=bool(cfg.dev_manifest))
-        rejects += more
-        self.general_dev, more = self._load_optional(cfg.general_dev_manifest, "general_dev", required=True)
-        rejects += more
         mixed, shares = [], []  # train.mix_manifests: drawn into each epoch at a set share
         for path, share in cfg.mix_manifests.items():
             items, more = self._load(Path(path), "mix")
             mixed, shares, rejects = mixed + [items], shares + [share], rejects + more
             self.sources[path] = amount(items)
-        if self.accelerator.is_main_process:
-            write_rejects(self.out_dir / "rejects.jsonl", rejects)
-        for reject in rejects:
-            logger.warning("train: skipped %s", reject)
-        self.n_train, self.n_replay, self.n_rejected = len(train), len(replay), len(rejects)
+        self.n_train, self.n_replay = len(train), len(replay)
         rest = 1 - (cfg.replay_ratio if replay else 0) - sum(s for s, m in zip(shares, mixed) if m)
         draws = [round(len(train) * share / rest) if pool else 0
                  for pool, share in zip([replay, *mixed], [cfg.replay_ratio, *shares])]  # fmt: skip
@@ -100,6 +158,7 @@ class TrainingInputs:
         self.plan = BatchPlan([i.duration for i in self.items], len(train), draws[0], cfg.batch_size,
                               self.config.seed, cfg.group_by_length, cfg.mega_batch_factor, acc.num_processes,
                               acc.process_index, pools=list(zip([len(replay), *map(len, mixed)], draws)))  # fmt: skip
+        return rejects
 
     def _load(self, path: Path, source: str) -> tuple[list[TrainItem], list]:
         config = self.whisper.config
@@ -122,7 +181,7 @@ class TrainingInputs:
             items = [items[i] for i in sorted(keep)]
         return items, rejects
 
-    def _contexts(self, items: list[TrainItem]) -> Any:
+    def _contexts(self, items: list[TrainItem], previous: list[str | None] | None = None) -> Any:
         """Training contexts (pipeline/training/prompts.py), or None when train.context_* turn them off."""
         from pipeline.training.prompts import ContextOptions, TrainingContexts
 
@@ -132,7 +191,7 @@ class TrainingInputs:
         if not options.enabled:
             return None
         return TrainingContexts(items, self.terms, self.bundle.processor.tokenizer, options, self.config.seed,
-                                self.whisper.config.max_target_positions)  # fmt: skip
+                                self.whisper.config.max_target_positions, previous)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ encoder cache
 
@@ -150,7 +209,10 @@ class TrainingInputs:
         plan = plan_cache(clips, self.whisper.config.d_model, self.cfg.encoder_cache_dtype,
                           self.cfg.encoder_cache_budget_gb, free_bytes(root),
                           self.accelerator.device.type == "cuda")  # fmt: skip
-        if setting == "true" and not plan.use:
+        if self.stream is not None:
+            plan = CachePlan(False, plan.clips, plan.bytes_per_clip, plan.budget_bytes, plan.free_bytes,
+                             plan.reason.split(", ")[0] + ", streaming: encoded on the fly as the audio is read")
+        elif setting == "true" and not plan.use:
             plan = CachePlan(True, plan.clips, plan.bytes_per_clip, plan.budget_bytes, plan.free_bytes,
                              plan.reason.split(", ")[0] + ", cached on disk (train.cache_encoder_outputs=true)")
         logger.info("%s", plan.reason)
@@ -169,6 +231,9 @@ class TrainingInputs:
         import torch
         from torch.utils.data import DataLoader
 
+        if self.stream is not None:
+            return DataLoader(StreamDataset(self.config.seed, self.augment), batch_sampler=StreamBatches(self, start),
+                              collate_fn=self.collator, num_workers=self.cfg.num_workers)  # fmt: skip
         plan = self.plan
 
         class _Batches:
@@ -179,6 +244,35 @@ class TrainingInputs:
                           num_workers=self.cfg.num_workers, generator=torch.Generator().manual_seed(self.config.seed),
                           persistent_workers=False)  # fmt: skip
 
+    def stream_entries(self, epoch: int, rows: list[dict[str, Any]]) -> list[StreamEntry]:
+        """A streamed batch as dataset entries: rows tokenized (too-long targets rejected), contexts drawn."""
+        config, tokenizer = self.whisper.config, self.bundle.processor.tokenizer
+        limit = min(self.cfg.max_label_tokens, config.max_target_positions)
+        items, previous = [], []
+        for row in rows:
+            labels = target_ids(tokenizer, row["text"], config.decoder_start_token_id, self.cfg.prepend_space)
+            if len(labels) > limit:
+                self.stream_rejects[row["id"]] = Reject(self.stream.index.source, row["line"], f"target has "
+                    f"{len(labels)} tokens, over the limit of {limit}", "train", row["id"], row["audio_filepath"])  # fmt: skip
+                continue
+            items.append(TrainItem(row["id"], Path(row["audio_filepath"]), float(row["duration"]), tuple(labels),
+                                   row["text_norm"] or "", "train", row["text"], row["parent_id"], row["segment_index"],
+                                   row["modality"]))  # fmt: skip
+            previous.append(row["previous_text"])
+        if not items:
+            raise DictuneError(f"{self.stream.index.directory}: every row of a batch was rejected (see "
+                               f"{self.out_dir / 'rejects.jsonl'} after the run)")  # fmt: skip
+        contexts = self._contexts(items, previous)
+        return [StreamEntry(item, epoch, zlib.crc32(item.id.encode()),
+                            contexts.ids(n, epoch, len(item.labels)) if contexts is not None else [])
+                for n, item in enumerate(items)]  # fmt: skip
+
+    def finish(self) -> None:
+        """Add the rows the stream rejected to rejects.jsonl (main process)."""
+        if self.stream_rejects and self.accelerator.is_main_process:
+            previous = [Reject(**obj) for _, obj in iter_jsonl(self.out_dir / "rejects.jsonl")]
+            write_rejects(self.out_dir / "rejects.jsonl", previous + list(self.stream_rejects.values()))
+
     def summary(self) -> dict[str, Any]:
         cache, plan = self.cache, self.cache_plan
         return {
@@ -187,9 +281,56 @@ class TrainingInputs:
             "encoder_cache_plan": None if plan is None else plan.reason,
             "train_items": self.n_train,
             "train_sources": self.sources,
-            "rejected_items": self.n_rejected,
+            "rejected_items": self.n_rejected + len(self.stream_rejects),
+            "streamed_rows_read": None if self.stream is None else self.stream.rows_read,
         }  # fmt: skip
 
 
 def amount(items: list[TrainItem]) -> dict[str, float]:
     return {"items": len(items), "hours": round(sum(i.duration for i in items) / 3600, 3)}
+
+
+def manifest_hours(manifest: Path) -> float:
+    """Hours of audio a manifest lists (its duration fields; nothing else is parsed or kept)."""
+    if not manifest.is_file():
+        return 0.0
+    return sum(float(obj.get("duration") or 0) for _, obj in iter_jsonl(manifest, [])) / 3600
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    item: TrainItem
+    epoch: int
+    key: int  # the item's stable number: seeds its augmentation
+    prompt: list[int]
+
+
+class StreamBatches:
+    """A DataLoader batch_sampler: the stream's batches as lists of StreamEntry, from micro-batch `start`."""
+
+    def __init__(self, inputs: TrainingInputs, start: int):
+        self.inputs, self.start = inputs, start
+
+    def __iter__(self) -> Any:
+        for epoch, rows in self.inputs.stream.iterate(self.start):
+            yield self.inputs.stream_entries(epoch, rows)
+
+
+class StreamDataset:
+    """Loads the audio of a StreamEntry (augmented as the in-memory dataset does, by (seed, epoch, key))."""
+
+    def __init__(self, seed: int, augment_options: AugmentOptions | None):
+        self.seed, self.augment_options = seed, augment_options
+
+    def __getitem__(self, entry: StreamEntry) -> dict[str, Any]:
+        try:
+            wave = load_waveform(entry.item.audio_path)
+        except (OSError, RuntimeError, ValueError) as e:  # a file changed or vanished after ingest checked it
+            if is_environment_error(e):
+                raise  # the machine's fault (disk, memory), not the item's
+            raise DictuneError(f"{entry.item.audio_path}: audio of {entry.item.id!r} cannot be read now "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e  # fmt: skip
+        options = self.augment_options
+        if options is not None and options.enabled:
+            wave = augment(wave, options, np.random.default_rng([self.seed, entry.epoch, entry.key]))
+        return {"index": entry.key, "labels": entry.item.labels, "prompt": entry.prompt, "audio": wave}

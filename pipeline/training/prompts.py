@@ -10,7 +10,9 @@ same token code), drawn per item and epoch from the item's seeded generator:
                                  hears it and to ignore the others
     previous   (previous_share)  the text before the item: the previous piece of the same dictation when
                                  the item is a cut piece (parent_id, segment_index), else another training
-                                 item of the same modality (a sentence of the same exam type)
+                                 item of the same modality (a sentence of the same exam type); when
+                                 streaming, the items are one batch and the previous piece's text comes
+                                 with the row (previous_texts)
     none       (the rest)        an empty slot, as without context
 
 Plain-English replay items get the same draw: their term lists hold distractors only. The loss covers
@@ -46,8 +48,9 @@ class TrainingContexts:
     """Context token ids for training items (a list per item, in item order), drawn per (index, epoch)."""
 
     def __init__(self, items: Sequence, lexicon, tokenizer, options: ContextOptions, seed: int,
-                 max_total_tokens: int):  # fmt: skip
+                 max_total_tokens: int, previous_texts: Sequence[str | None] | None = None):  # fmt: skip
         self.items = list(items)
+        self.previous_texts = list(previous_texts) if previous_texts is not None else None  # given (streaming)
         self.lexicon_terms = list(lexicon.display.values()) if lexicon is not None else []
         self.own = [self._own_terms(lexicon, item.text_norm) for item in self.items]
         self.tokenizer = tokenizer
@@ -97,6 +100,8 @@ class TrainingContexts:
         return terms_text(terms) or None
 
     def _previous_text(self, index: int, rng: np.random.Generator) -> str | None:
+        if self.previous_texts is not None and self.previous_texts[index]:
+            return self.previous_texts[index]
         if index in self._previous_index:
             return self.items[self._previous_index[index]].text
         group = [n for n in self._same_modality.get(self.items[index].modality or "", []) if n != index]

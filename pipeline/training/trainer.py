@@ -167,9 +167,9 @@ class Trainer:
         running, since_log, last_saved = 0.0, 0, self.state.step
         while self.state.step < cfg.max_steps and not self.state.stopped_early:
             started = time.monotonic()
-            loss = self._train_step(batches)
+            loss, rows = self._train_step(batches)
             self.state.step += 1
-            self.state.samples += cfg.batch_size * cfg.gradient_accumulation_steps * acc.num_processes
+            self.state.samples += rows * acc.num_processes  # this process's rows (streamed batches vary in size)
             self.state.train_seconds += time.monotonic() - started
             running, since_log = running + loss, since_log + 1
             step = self.state.step
@@ -202,13 +202,14 @@ class Trainer:
         self._log(writer, {**values, "train/samples_per_s": self.state.samples / seconds if seconds else 0.0})
         return mean
 
-    def _train_step(self, batches: Any) -> float:
+    def _train_step(self, batches: Any) -> tuple[float, int]:
         acc, accum = self.accelerator, self.cfg.gradient_accumulation_steps
         self._seed_step(self.state.step)
         self._train_mode()
-        total = 0.0
+        total, rows = 0.0, 0
         for micro in range(accum):
             batch = next(batches)
+            rows += len(batch["labels"])
             sync = contextlib.nullcontext() if micro == accum - 1 else acc.no_sync(self.loss_module)
             with sync:
                 loss = self.loss_module(**self._inputs(batch))
@@ -219,7 +220,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total / accum
+        return total / accum, rows
 
     def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         device = self.accelerator.device
@@ -362,6 +363,7 @@ class Trainer:
 
         acc = self.accelerator
         acc.wait_for_everyone()
+        self.data.finish()
         summary = self._summary(wall_seconds)
         best = self.out_dir / BEST_DIR / ckpt.WEIGHTS_NAME
         if self.cfg.export_best and self.state.best_step is not None and best.is_file():
