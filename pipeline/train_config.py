@@ -58,6 +58,8 @@ class TrainConfig:
     lora_dropout: float = 0.05  # dropout on the LoRA branch
     lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")  # linear layer names inside each block
     gradient_checkpointing: bool = False  # trade ~30% speed for activation memory
+    attention: str = "sdpa"  # sdpa (torch's fused attention) | eager
+    quantize: str = "none"  # none | 4bit: QLoRA, the frozen base in NF4 (CUDA + bitsandbytes; train.mode=lora)
     # -- optimization
     lr_scheduler: str = "linear"  # linear | cosine | constant (after warmup)
     warmup_steps: int = 20  # linear warmup from 0 to learning_rate
@@ -99,7 +101,8 @@ class TrainConfig:
         choices = {
             "mode": ("lora", "full"), "adapt": ("encoder", "decoder", "both"),
             "lr_scheduler": ("linear", "cosine", "constant"), "precision": ("auto", "bf16", "fp16", "fp32"),
-            "cache_encoder_outputs": ("auto", "true", "false"), "streaming": ("auto", "true", "false"), "encoder_cache_dtype": ("float16", "float32"),
+            "cache_encoder_outputs": ("auto", "true", "false"), "streaming": ("auto", "true", "false"),
+            "attention": ("sdpa", "eager"), "quantize": ("none", "4bit"), "encoder_cache_dtype": ("float16", "float32"),
         }
         for key, allowed in choices.items():
             if str(getattr(self, key)).lower() not in allowed:
@@ -133,6 +136,8 @@ class TrainConfig:
             out.append("train.learning_rate: must be > 0")
         if self.stream_batch_seconds <= 0 or self.streaming_min_hours < 0:
             out.append("train.stream_batch_seconds: must be > 0; train.streaming_min_hours: >= 0")
+        if self.quantize == "4bit" and self.mode != "lora":
+            out.append("train.quantize: 4bit (QLoRA) trains LoRA adapters only; set train.mode=lora")
         if self.encoder_cache_budget_gb < 0:
             out.append("train.encoder_cache_budget_gb: must be >= 0")
         return out

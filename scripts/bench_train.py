@@ -355,9 +355,10 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     s = Settings(**{**job["settings"], "lora_target_modules": tuple(job["settings"]["lora_target_modules"])})
     torch.set_num_threads(s.threads)
     overrides = RUNS[job["run"]]
-    if overrides is None:
-        return run_reference(s, job["work_dir"])
-    return run_dictune(s, job["work_dir"], overrides)
+    result = run_reference(s, job["work_dir"]) if overrides is None else run_dictune(s, job["work_dir"], overrides)
+    if torch.cuda.is_available():  # on a GPU the memory that matters is the device's
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- parent
@@ -409,6 +410,7 @@ def summarize(result: dict[str, Any], s: Settings, last_k: int) -> dict[str, Any
         "first_loss": round(losses[0], 4),
         "final_loss": round(statistics.fmean(losses[-last_k:]), 4),
         "steps_done": len(losses),
+        **({"peak_cuda_mb": result["peak_cuda_mb"]} if "peak_cuda_mb" in result else {}),
     }
 
 

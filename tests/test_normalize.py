@@ -63,8 +63,8 @@ def make_dataset(root: Path) -> tuple[Path, dict[str, dict]]:
     return manifest, {k: {"text": t, "expect": e} for k, (_, t, e) in cases.items()}
 
 
-def write_config(tmp_path: Path, manifest: Path, num_proc: int) -> Path:
-    config = {
+def write_config(tmp_path: Path, manifest: Path, num_proc: int, **sections) -> Path:
+    config = {**sections,
         "name": "t",
         "work_dir": str(tmp_path / "work"),
         "ingest": {"sources": [{"name": "train", "path": str(manifest)}]},
@@ -108,6 +108,20 @@ def test_normalize_end_to_end_through_the_cli(tmp_path):
     assert "\n\n" in records["stereo44k"].text  # "new paragraph" became a paragraph break
     assert "/" not in Path(records["bad/id ../x"].audio_filepath).name
     assert sorted(p.name for p in (out / "audio").iterdir()) == ["train"]  # no temp folder left
+    assert not (out / "shards").exists()  # a few seconds of audio: below train.streaming_min_hours
+
+
+def test_a_streamed_train_split_is_also_written_as_shards(tmp_path):
+    from pipeline.training.shards import read_index
+
+    manifest, _ = make_dataset(tmp_path / "data")
+    config = write_config(tmp_path, manifest, num_proc=1, train={"streaming": True, "rows_per_shard": 2})
+    assert cli.main(["ingest", str(config)]) == 0 and cli.main(["normalize", str(config)]) == 0
+    out = tmp_path / "work" / "normalize"
+    records = read_manifest(out / "train.jsonl")
+    index = read_index(out / "shards" / "train")
+    assert index.total_rows == len(records) and len(index.shards) == (len(records) + 1) // 2
+    assert index.hours == pytest.approx(sum(r.duration for r in records) / 3600, abs=1e-4)
 
 
 def test_previous_stage_prefers_segment_only_when_it_ran(tmp_path):

@@ -207,3 +207,38 @@ def test_two_processes_streaming_disjoint_shards_equal_one_process_with_the_same
     assert any(float(t.abs().max()) > 0 for k, t in one.items() if "lora_B" in k)
     for key in one:
         assert np.allclose(one[key].numpy(), two[key].numpy(), atol=1e-5), key
+
+
+def test_qlora_is_gpu_only_and_attention_is_chosen(tiny_whisper_dir):
+    import torch
+
+    from pipeline.config import config_from_dict
+    from pipeline.errors import ConfigError
+    from pipeline.train_config import TrainConfig
+    from pipeline.training.model_setup import setup_model
+
+    with pytest.raises(ConfigError, match="train.quantize: 4bit .QLoRA. trains LoRA adapters only"):
+        config_from_dict({"name": "q", "train": {"quantize": "4bit", "mode": "full"}})
+    if not torch.cuda.is_available():
+        with pytest.raises(Exception, match=r"train.quantize=4bit \(QLoRA\) needs a CUDA GPU"):
+            setup_model(tiny_whisper_dir, TrainConfig(quantize="4bit"))
+    eager = setup_model(tiny_whisper_dir, TrainConfig(attention="eager"))
+    sdpa = setup_model(tiny_whisper_dir, TrainConfig())
+    assert eager.whisper.config._attn_implementation == "eager"
+    assert sdpa.whisper.config._attn_implementation == "sdpa"
+    features = torch.randn(1, 80, 3000)
+    labels = torch.tensor([[50257, 400, 500, 50256]])
+    with torch.no_grad():
+        a = eager.whisper(input_features=features, labels=labels).loss
+        b = sdpa.whisper(input_features=features, labels=labels).loss
+    assert float(a) == pytest.approx(float(b), rel=1e-4)  # the same model, another attention kernel
+
+
+def test_the_multi_node_accelerate_config_is_accelerates():
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "multi_node.yaml"
+    cluster = ClusterConfig.from_yaml_file(str(path))
+    assert cluster.num_processes == 16 and cluster.num_machines == 2 and cluster.mixed_precision == "bf16"

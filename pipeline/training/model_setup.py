@@ -5,6 +5,7 @@ on the encoder, the decoder or both; SpecAugment settings; gradient checkpointin
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,15 +49,36 @@ def load_processor(model_dir: Path, is_multilingual: bool, language: str, task: 
     return processor
 
 
-def load_base(model_dir: Path) -> Any:
-    """The base model in float32 (autocast does the low-precision math; weights stay exact)."""
+def load_base(model_dir: Path, attention: str = "sdpa", quantize: str = "none") -> Any:
+    """The base model in float32 (autocast does the low-precision math; weights stay exact), or with its
+    linear weights in 4-bit NF4 for QLoRA (quantize=4bit, CUDA only)."""
     import torch
     from transformers import WhisperForConditionalGeneration
 
+    kwargs: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": attention}
+    if quantize == "4bit":
+        kwargs.update(quantization_config=four_bit_config(), dtype=torch.bfloat16,
+                      device_map={"": int(os.environ.get("LOCAL_RANK", "0"))})  # fmt: skip
     try:
-        return WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+        return WhisperForConditionalGeneration.from_pretrained(model_dir, **kwargs)
     except (OSError, ValueError) as e:
         raise DictuneError(f"{model_dir}: not a Hugging Face Whisper model directory ({e})") from e
+
+
+def four_bit_config() -> Any:
+    """QLoRA's quantization (Dettmers et al. 2023): NF4 weights, double quantization, bf16 compute."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if not torch.cuda.is_available():
+        raise DictuneError("train.quantize=4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit layers do not train "
+                           "on CPU; use train.quantize=none here")  # fmt: skip
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise DictuneError("train.quantize=4bit needs bitsandbytes: pip install bitsandbytes") from e
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)  # fmt: skip
 
 
 def is_multilingual_model(model: Any) -> bool:
@@ -73,11 +95,15 @@ def lora_target_regex(adapt: str, modules: Sequence[str]) -> str:
 
 def setup_model(model_dir: Path, cfg: TrainConfig) -> ModelBundle:
     """Base model + processor, with LoRA or full fine-tuning on the part named by cfg.adapt."""
-    model = load_base(model_dir)
+    model = load_base(model_dir, cfg.attention, cfg.quantize)
     multilingual = is_multilingual_model(model)
     processor = load_processor(model_dir, multilingual, cfg.language, cfg.task)
     configure_spec_augment(model, cfg)
     model.config.use_cache = False
+    if cfg.quantize == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     if cfg.mode == "lora":
         model = _apply_lora(model, cfg)
     else:

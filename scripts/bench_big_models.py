@@ -1,0 +1,156 @@
+"""Training steps of bigger Whisper sizes, LoRA against full fine-tuning: step time and peak memory.
+
+    .venv/bin/python scripts/bench_big_models.py [--sizes small large-v3-turbo] [--modes lora full]
+        [--adapt both] [--batch-size 2] [--steps 2] [--checkpointing] [--out bench/big_models.json]
+
+Only tiny.en and base have weights here, so each size is a seeded random-weight model of the published
+shape (`dictune model random SIZE`, pipeline/models/shapes.py), which costs the same compute and memory
+as the real weights. Every (size, mode) runs in its own subprocess, through dictune's own training code:
+pipeline.training.model_setup.setup_model (LoRA or full, on train.adapt, gradient checkpointing, SDPA)
+and the training loss module, with AdamW (its states allocated at the first step, as in training),
+precision as `train.precision=auto` picks it (bf16 autocast where the CPU or GPU has it). Inputs are
+random 30 s log-mels and 32-token targets: the cost of a Whisper step does not depend on the audio.
+
+Figures: s/step is the last step's wall time (the first one allocates optimizer states), samples/s =
+batch / s/step; peak RSS is the worker's VmHWM (/proc; ru_maxrss would carry the parent's size over a
+fork), peak CUDA memory torch.cuda.max_memory_allocated on a GPU. Memory arithmetic printed beside it:
+weights, gradients and AdamW states of the trainable parameters in fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT_PREFIX = "RESULT "
+MODEL_CACHE = REPO / "data" / "random_models"  # random-weight models, made once (git-ignored)
+LABEL_TOKENS = 32
+
+
+def vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from pipeline.train_config import TrainConfig
+    from pipeline.training.loss import WhisperSeq2SeqLoss
+    from pipeline.training.model_setup import setup_model
+    from pipeline.training.state import resolve_precision
+
+    torch.manual_seed(0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = TrainConfig(mode=job["mode"], adapt=job["adapt"], gradient_checkpointing=job["checkpointing"],
+                      learning_rate=1e-3 if job["mode"] == "lora" else 1e-5,
+                      lora_target_modules=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"))  # fmt: skip
+    bundle = setup_model(Path(job["model_dir"]), cfg)
+    loss_module = WhisperSeq2SeqLoss(bundle.model, bundle.whisper, bundle.encoder_trainable).to(device)
+    params = [p for p in loss_module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    precision = resolve_precision("auto")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    config = bundle.whisper.config
+    batch = job["batch_size"]
+    features = torch.randn(batch, config.num_mel_bins, 3000, device=device)
+    labels = torch.randint(0, 50000, (batch, LABEL_TOKENS), device=device)
+    loss_module.train()
+    if not bundle.encoder_trainable:
+        bundle.whisper.model.encoder.eval()
+    walls, losses = [], []
+    for _ in range(job["steps"]):
+        start = time.monotonic()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = loss_module(labels=labels, input_features=features)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        walls.append(time.monotonic() - start)
+        losses.append(float(loss))
+    trainable = sum(p.numel() for p in params)
+    return {
+        "device": device.type, "precision": precision, "s_per_step": round(walls[-1], 3),
+        "first_step_s": round(walls[0], 3), "samples_per_s": round(batch / walls[-1], 3),
+        "trainable_params": trainable, "total_params": bundle.total_params, "losses": [round(x, 4) for x in losses],
+        "peak_rss_mb": round(vm_hwm_mb(), 1),
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
+        # fp32 weights of the whole model + gradient + two AdamW moments per trainable parameter
+        "arithmetic_mb": round((bundle.total_params * 4 + trainable * 12) / 2**20, 1),
+    }  # fmt: skip
+
+
+def model_dir(size: str) -> Path:
+    from pipeline.models.shapes import random_model
+
+    target = MODEL_CACHE / size
+    if not (target / "config.json").is_file():
+        print(f"building a random-weight {size} in {target}", file=sys.stderr)
+        random_model(size, target)
+    return target
+
+
+def launch(job: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], stdout=subprocess.PIPE,
+                              stderr=err, env=env, text=True, check=False)  # fmt: skip
+        lines = [x for x in proc.stdout.splitlines() if x.startswith(RESULT_PREFIX)]
+        if proc.returncode != 0 or not lines:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            return {**job, "failed": f"exit status {proc.returncode}", "stderr_tail": tail}
+    return {**job, **json.loads(lines[-1][len(RESULT_PREFIX) :])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["small", "large-v3-turbo"])
+    parser.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"])
+    parser.add_argument("--adapt", default="both", choices=["encoder", "decoder", "both"])
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (train.gradient_checkpointing)")
+    parser.add_argument("--out", default="bench/big_models.json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(RESULT_PREFIX + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return 0
+    from pipeline.files import atomic_write_json
+
+    results = []
+    print("| size | mode | trainable | s/step | samples/s | peak RSS MB | peak CUDA MB | fp32 w+g+Adam MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for size in args.sizes:
+        directory = model_dir(size)
+        for mode in args.modes:
+            job = {"size": size, "mode": mode, "adapt": args.adapt, "model_dir": str(directory),
+                   "batch_size": args.batch_size, "steps": args.steps, "checkpointing": args.checkpointing}  # fmt: skip
+            r = launch(job)
+            results.append(r)
+            if "failed" in r:
+                print(f"| {size} | {mode} | failed: {r['failed']} |||||| \n{r['stderr_tail']}", flush=True)
+                continue
+            cuda = "-" if r["peak_cuda_mb"] is None else f"{r['peak_cuda_mb']:.0f}"
+            print(f"| {size} | {mode}-{args.adapt} | {r['trainable_params'] / 1e6:.1f} M | {r['s_per_step']:.2f} | "
+                  f"{r['samples_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {cuda} | {r['arithmetic_mb']:.0f} |", flush=True)  # fmt: skip
+    atomic_write_json(args.out, {"batch_size": args.batch_size, "adapt": args.adapt, "runs": results})
+    print(f"written {args.out}")
+    return 0 if all("failed" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
