@@ -30,7 +30,7 @@ $PY scripts/bench_big_models.py --sizes $SIZES --modes lora full --batch-size "$
   --out "$DIR/big_models.json"
 # 2. the Hugging Face recipe beside dictune's Trainer, same LoRA config, data and batches
 for size in $SIZES; do
-  $PY scripts/bench_train.py --model "data/random_models/$size" --runs hf-reference dictune-both \
+  $PY scripts/bench_train.py --model "data/random_models/$size" --runs hf-reference dictune-both hf-decoder dictune-default \
     --steps "$STEPS" --batch-size "$BATCH" --warmup 2 --threads 4 --precision bf16 --out "$DIR/train-$size.json"
 done
 $PY - "$OUT" "$DIR" $SIZES <<'PYEOF'
