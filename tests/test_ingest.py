@@ -143,6 +143,18 @@ def test_bad_corpus_every_item_is_kept_repaired_or_rejected(tmp_path):
     assert len({r.id for r in records}) == len(records)
 
 
+def test_probing_in_small_chunks_gives_the_same_outcome(tmp_path, monkeypatch):
+    from pipeline.stages import ingest
+
+    manifest, kinds = build_bad_corpus(tmp_path)
+    source = SourceConfig(name="train", path=str(manifest))
+    whole = ingest_source(source, IngestConfig(sources=(source,)), SegmentConfig())
+    monkeypatch.setattr(ingest, "PROBE_CHUNK", 2)  # duplicates and rejects fall in different chunks
+    chunked = ingest_source(source, IngestConfig(sources=(source,)), SegmentConfig())
+    check_outcome(manifest, kinds, *chunked)
+    assert chunked == whole
+
+
 def test_bad_corpus_through_the_cli_with_a_config(tmp_path, capsys):
     manifest, kinds = build_bad_corpus(tmp_path)
     config = tmp_path / "c.yaml"

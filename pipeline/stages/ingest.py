@@ -36,6 +36,7 @@ STAGE = "ingest"
 SECTIONS = ("ingest", "segment")  # segment.max_seconds decides which items are marked needs_segment
 REJECTS_NAME = "rejects.jsonl"
 DROPPED_KEYS = ("id", "speaker", "duration", "text_norm")  # replaced by checked or measured values
+PROBE_CHUNK = 50_000  # items probed together (one worker pool); bounds the memory of probing
 
 
 def inputs(config: Config) -> list[Path]:
@@ -79,32 +80,47 @@ def run(config: Config) -> dict[str, Any]:
 def ingest_source(
     source: SourceConfig, options: IngestConfig, segment: SegmentConfig
 ) -> tuple[list[Record], list[Reject]]:
-    """Check every item of one source; returns the kept records and the rejects, both in file order."""
+    """Check every item of one source; returns the kept records and the rejects, both in file order.
+
+    Items are probed PROBE_CHUNK at a time, so the memory held for probing does not grow with the source
+    (the kept records, about 0.5 KB each, are what remains)."""
     path = Path(source.path)
     base = (path if path.is_dir() else path.parent).resolve()  # relative audio paths start here
     root = Path(source.root).resolve() if source.root else base
-    candidates: list[dict[str, Any]] = []
+    records: list[Record] = []
     rejects: list[Reject] = []
+    seen: dict[str, str] = {}
+    chunk: list[dict[str, Any]] = []
+
+    def probe_chunk() -> None:
+        results = map_items(
+            probe_item,
+            chunk,
+            num_proc=options.num_proc,
+            desc=f"ingest {source.name}",
+            fn_kwargs={"min_rms_dbfs": options.min_rms_dbfs, "max_seconds": options.max_seconds},
+        )
+        for item, result in zip(chunk, results):
+            where = _where(item)
+            if ERROR_KEY in result:
+                rejects.append(_reject(item, result[ERROR_KEY]))
+            elif item["id"] in seen:
+                rejects.append(_reject(item, f"duplicate id {item['id']!r} (kept the one at {seen[item['id']]})"))
+            else:
+                seen[item["id"]] = where
+                records.append(_record(source.name, item, result, segment.max_seconds))
+        chunk.clear()
+
     for entry in read_source(path, source.format, options.audio_extensions):
         checked = entry if isinstance(entry, Reject) else _check_item(entry, base, root)
-        (rejects if isinstance(checked, Reject) else candidates).append(checked)
-    results = map_items(
-        probe_item,
-        candidates,
-        num_proc=options.num_proc,
-        desc=f"ingest {source.name}",
-        fn_kwargs={"min_rms_dbfs": options.min_rms_dbfs, "max_seconds": options.max_seconds},
-    )
-    records, seen = [], {}
-    for item, result in zip(candidates, results):
-        where = _where(item)
-        if ERROR_KEY in result:
-            rejects.append(_reject(item, result[ERROR_KEY]))
-        elif item["id"] in seen:
-            rejects.append(_reject(item, f"duplicate id {item['id']!r} (kept the one at {seen[item['id']]})"))
-        else:
-            seen[item["id"]] = where
-            records.append(_record(source.name, item, result, segment.max_seconds))
+        if isinstance(checked, Reject):
+            rejects.append(checked)
+            continue
+        chunk.append(checked)
+        if len(chunk) >= PROBE_CHUNK:
+            probe_chunk()
+    if chunk:
+        probe_chunk()
     rejects.sort(key=lambda r: (r.source, r.line or 0))
     return records, rejects
 
