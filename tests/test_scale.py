@@ -242,3 +242,26 @@ def test_the_multi_node_accelerate_config_is_accelerates():
     path = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "multi_node.yaml"
     cluster = ClusterConfig.from_yaml_file(str(path))
     assert cluster.num_processes == 16 and cluster.num_machines == 2 and cluster.mixed_precision == "bf16"
+
+
+def test_a_random_multilingual_size_trains_one_step(tmp_path, capsys):
+    """`dictune model random` builds a model that loads, speaks base's tokenizer and trains (tiny shape)."""
+    import torch
+
+    from pipeline.cli import main
+    from pipeline.train_config import TrainConfig
+    from pipeline.training.loss import WhisperSeq2SeqLoss
+    from pipeline.training.model_setup import setup_model
+
+    out = tmp_path / "tiny"
+    assert main(["model", "random", "tiny", "--out", str(out)]) == 0
+    assert main(["model", "random", "tiny", "--out", str(out)]) == 2  # not empty: --force needed
+    assert "exists and is not empty; pass --force" in capsys.readouterr().err
+    bundle = setup_model(out, TrainConfig(adapt="both"))
+    assert bundle.is_multilingual and bundle.total_params > 37_000_000
+    assert bundle.processor.tokenizer.convert_tokens_to_ids("<|en|>") == 50259
+    loss_module = WhisperSeq2SeqLoss(bundle.model, bundle.whisper, bundle.encoder_trainable)
+    labels = torch.tensor([bundle.processor.tokenizer(" No pneumothorax.").input_ids[1:]])
+    loss = loss_module(labels=labels, input_features=torch.randn(1, 80, 3000))
+    loss.backward()
+    assert all(p.grad is not None for p in loss_module.parameters() if p.requires_grad)
