@@ -12,7 +12,8 @@ training steps; and the encoder-cache arithmetic that decides how training runs 
 2. `dictune ingest --source MANIFEST --out DIR --num-proc N`, then write_shards(DIR/manifest.jsonl), each
    in its own subprocess: wall time and the peak over time of the summed VmRSS of the process and all its
    descendants (sampled every 0.2 s), the same for PSS (pages shared by forked workers counted once), and
-   each process's VmHWM. ru_maxrss is not used: a child inherits its parent's across fork+exec. Shards are
+   each process's VmHWM. The 2 GB target is judged on PSS: summed RSS counts the parent's pages again in
+   every forked worker. ru_maxrss is not used: a child inherits its parent's across fork+exec. Shards are
    written from the ingest manifest, not from normalize's output as in `dictune run`: normalize would
    write 360,000 audio files, and write_shards takes ingest records as they are (text_norm is empty).
 3. In a third subprocess (torch threads = --threads, as train's `threads` sets them): a real Trainer on
@@ -151,7 +152,7 @@ def watch(cmd: list[str], log: Path, interval: float = 0.2) -> dict[str, Any]:
     return {"wall_s": round(wall, 1), "peak_tree_rss_mb": round(peak_rss / 1024), "peak_tree_pss_mb": round(peak_pss / 1024),
             "main_vmhwm_mb": round(hwm.get(proc.pid, 0) / 1024), "children_seen": len(children),
             "max_child_vmhwm_mb": round(max(children, default=0) / 1024), "max_processes_at_once": most,
-            "within_2gb": peak_rss <= LIMIT_MB * 1024, "log": str(log)}  # fmt: skip
+            "within_2gb": peak_pss <= LIMIT_MB * 1024, "log": str(log)}  # fmt: skip
 
 
 def result_of(log: Path) -> dict[str, Any]:
@@ -247,7 +248,7 @@ def markdown(report: dict[str, Any]) -> str:
     out.append(f"## scale_check: {c['lines']:,} lines x 10 s = {c['hours']:,.1f} h ({c['clips']} clips, {c['voice']}; "
                f"manifest {c['manifest_mb']} MB written in {c['write_s']} s)\n")  # fmt: skip
     out.append("| phase | wall s | peak tree RSS MB | peak tree PSS MB | main VmHWM MB | max child VmHWM MB | "
-               "processes (at once) | RSS <= 2 GB |\n|---|---:|---:|---:|---:|---:|---:|---|")  # fmt: skip
+               "processes (at once) | PSS <= 2 GB |\n|---|---:|---:|---:|---:|---:|---:|---|")  # fmt: skip
     for name in ("ingest", "shards", "train_process"):
         m = report[name]
         out.append(f"| {name} | {m['wall_s']} | {m['peak_tree_rss_mb']:,} | {m['peak_tree_pss_mb']:,} | "
