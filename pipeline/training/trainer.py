@@ -88,7 +88,7 @@ class Trainer:
         return accelerator
 
     def _prepare_out_dir(self) -> None:
-        """A fresh run starts from an empty stage folder (the encoder cache is kept); a resume keeps it."""
+        """A fresh run starts without the old checkpoints, best weights and logs; a resume keeps them."""
         if self.accelerator.is_main_process:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if not self.cfg.resume:
