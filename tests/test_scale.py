@@ -136,7 +136,8 @@ def test_streamed_training_resumes_exactly(tiny_whisper_dir, corpus, tmp_path): 
     straight = Trainer(make_config(tmp_path / "a", corpus, **settings), tiny_whisper_dir, progress=False)
     assert straight.data.stream is not None and straight.data.items == []
     summary = straight.train()
-    assert summary["train_sources"][str(corpus["train"])] == {"items": 8, "hours": 0.002, "streamed": True}
+    assert summary["train_sources"]["shards"] == {"items": 8, "hours": 0.002, "streamed": True,
+                                                  "manifests": [str(corpus["train"])]}
     assert "streaming: encoded on the fly" in summary["encoder_cache_plan"] and summary["encoder_cache"] is None
     assert summary["streamed_rows_read"] >= 8 and summary["samples"] >= 6  # batches of <= 3 s: 2-4 clips
 
@@ -159,14 +160,28 @@ def test_streamed_training_resumes_exactly(tiny_whisper_dir, corpus, tmp_path): 
         assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-6), key
 
 
-def test_streaming_refuses_what_it_cannot_stream(tiny_whisper_dir, corpus, tmp_path):  # noqa: F811
+def test_streamed_batches_draw_replay_and_take_extra_manifests(tiny_whisper_dir, corpus, tmp_path):  # noqa: F811
+    from collections import Counter
+
     from test_train import make_config
 
+    from pipeline.training.inputs import StreamBatches
     from pipeline.training.trainer import Trainer
 
-    config = make_config(tmp_path, corpus, **STREAMING, replay_manifest=str(corpus["dev"]), replay_ratio=0.2)
-    with pytest.raises(Exception, match="train.streaming: replay_manifest cannot be streamed yet"):
-        Trainer(config, tiny_whisper_dir, progress=False)
+    config = make_config(tmp_path, corpus, **STREAMING, extra_train_manifests=[str(corpus["dev"])],
+                         replay_manifest=str(corpus["dev"]), replay_ratio=0.5)  # fmt: skip
+    trainer = Trainer(config, tiny_whisper_dir, progress=False)
+    shards = trainer.data.sources["shards"]
+    assert shards["items"] == 12 and shards["manifests"] == [str(corpus["train"]), str(corpus["dev"])]
+    assert trainer.data.sources[str(corpus["dev"])]["share"] == 0.5 and trainer.data.n_replay == 4
+    batches = iter(StreamBatches(trainer.data, 0))
+    first = [next(batches) for _ in range(40)]
+    sources = Counter(entry.item.source for batch in first for entry in batch)
+    assert 0.7 < sources["replay"] / sources["train"] < 1.3, sources  # half of all items, as configured
+    again = iter(StreamBatches(trainer.data, 25))  # a resumed run draws the same replay items
+    assert [[e.item.id for e in b] for b in (next(again) for _ in range(15))] == [
+        [e.item.id for e in b] for b in first[25:]
+    ]
     auto = make_config(tmp_path, corpus, **{**STREAMING, "streaming": "auto"})  # 0.002 h < 100 h: in memory
     assert Trainer(auto, tiny_whisper_dir, progress=False).data.stream is None
 

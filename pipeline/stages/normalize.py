@@ -86,18 +86,22 @@ def run(config: Config) -> dict[str, Any]:
 
 
 def _write_train_shards(config: Config, out_dir: Path, outputs: list, summary: dict[str, Any]) -> None:
-    """A big train split is also written as Parquet shards, which training streams (train.streaming)."""
+    """A big train split is also written as Parquet shards, which training streams (train.streaming),
+    together with train.extra_train_manifests (e.g. this stage's long.jsonl) as training reads them."""
+    from pipeline.training.inputs import manifest_hours
     from pipeline.training.shards import write_shards
     from pipeline.training.stream import streaming_wanted
 
     cfg = config.train
-    for name, records, _ in outputs:
-        hours = sum(r.duration for r in records) / 3600
-        if name == "train" and records and streaming_wanted(cfg.streaming, hours, cfg.streaming_min_hours):
-            index = write_shards(out_dir / "train.jsonl", cfg.shard_dir or out_dir / "shards" / "train",
-                                 cfg.rows_per_shard)  # fmt: skip
-            summary[name]["shards"] = {"directory": str(index.directory), "shards": len(index.shards),
-                                       "rows": index.total_rows}  # fmt: skip
+    if "train" not in {name for name, records, _ in outputs if records}:
+        return
+    manifests = [out_dir / "train.jsonl", *map(Path, cfg.extra_train_manifests)]
+    if not all(m.is_file() for m in manifests):  # an extra manifest another stage writes later
+        return
+    if streaming_wanted(cfg.streaming, sum(manifest_hours(m) for m in manifests), cfg.streaming_min_hours):
+        index = write_shards(manifests, cfg.shard_dir or out_dir / "shards" / "train", cfg.rows_per_shard)
+        summary["train"]["shards"] = {"directory": str(index.directory), "shards": len(index.shards),
+                                      "rows": index.total_rows}  # fmt: skip
 
 
 def space_needed(config: Config) -> int:

@@ -37,10 +37,12 @@ from pipeline.training.data import (
 from pipeline.training.encoder_cache import CachePlan, cache_root_dir, free_bytes, plan_cache, prepare_cache
 from pipeline.training.evaluation import load_terms
 from pipeline.training.model_setup import spec_augment_active
-from pipeline.training.shards import INDEX_NAME, read_index, write_shards
+from pipeline.training.shards import INDEX_NAME, ShardIndex, read_index, write_shards
 from pipeline.training.stream import ShardStream, StreamOptions, streaming_wanted
 
 logger = logging.getLogger("dictune")
+
+POOL_SALT = 104729  # separates the replay / mix draws of a streamed batch from other generators
 
 
 def cache_blockers(cfg: Any, encoder_trainable: bool, augment: AugmentOptions) -> list[str]:
@@ -62,7 +64,7 @@ class TrainingInputs:
         self.whisper = bundle.whisper
         self.augment = augment
         self.stream = self._open_stream()  # None: the training items are loaded whole
-        rejects = self._load_train() if self.stream is None else []
+        rejects = self._load_train() if self.stream is None else self._pool_rejects
         rejects += self._load_dev()
         if self.accelerator.is_main_process:
             write_rejects(self.out_dir / "rejects.jsonl", rejects)
@@ -88,38 +90,71 @@ class TrainingInputs:
         return Path(self.cfg.train_manifest or self.config.work_path / "normalize" / "train.jsonl")
 
     def _open_stream(self) -> ShardStream | None:
-        """The shard stream when train.streaming resolves on (shards from normalize, else written here)."""
+        """The shard stream when train.streaming resolves on: the train manifest and extra_train_manifests
+        as shards (normalize's when they are of exactly these manifests and newer, else written here);
+        replay and mix_manifests stay in memory and are drawn into each batch at their shares."""
         cfg, acc = self.cfg, self.accelerator
         if str(cfg.streaming).lower() == "false":
             return None
-        manifest = self._train_path()
+        manifests = [self._train_path(), *map(Path, cfg.extra_train_manifests)]
         shard_dir = Path(cfg.shard_dir or self.config.work_path / "normalize" / "shards" / "train")
-        index = read_index(shard_dir) if (shard_dir / INDEX_NAME).is_file() else None
-        if index is not None and manifest.is_file() and manifest.stat().st_mtime > (shard_dir / INDEX_NAME).stat().st_mtime:
-            logger.info("train: %s is newer than its shards at %s; they are written again", manifest, shard_dir)
-            index = None
-        hours = index.hours if index is not None else manifest_hours(manifest)
+        index = self._current_index(shard_dir, manifests)  # normalize's: the same answer on every process
+        if index is None:
+            acc.wait_for_everyone()  # every process reads our own shards before the main one may rewrite them
+            index = self._current_index(self.out_dir / "shards", manifests)
+            acc.wait_for_everyone()
+        hours = index.hours if index is not None else sum(manifest_hours(m) for m in manifests)
         if not streaming_wanted(cfg.streaming, hours, cfg.streaming_min_hours):
             return None
-        unsupported = [key for key, on in (("extra_train_manifests", cfg.extra_train_manifests),
-                                           ("replay_manifest", cfg.replay_manifest and cfg.replay_ratio > 0),
-                                           ("mix_manifests", cfg.mix_manifests)) if on]  # fmt: skip
-        if unsupported:
-            raise DictuneError(f"train.streaming: {', '.join(unsupported)} cannot be streamed yet; put those items "
-                               f"into the train manifest, or set train.streaming=false ({hours:.1f} h)")  # fmt: skip
         if index is None:
-            shard_dir = self.out_dir / "shards"
             if acc.is_main_process:
-                write_shards(manifest, shard_dir, cfg.rows_per_shard)
+                write_shards(manifests, self.out_dir / "shards", cfg.rows_per_shard)
             acc.wait_for_everyone()
-            index = read_index(shard_dir)
-        self.items, self.plan, self.n_train, self.n_replay = [], None, index.total_rows, 0
-        self.sources = {str(manifest): {"items": index.total_rows, "hours": round(index.hours, 3), "streamed": True}}
+            index = read_index(self.out_dir / "shards")
+        self.items, self.plan, self.n_train = [], None, index.total_rows
+        self.sources = {"shards": {"items": index.total_rows, "hours": round(index.hours, 3), "streamed": True,
+                                   "manifests": list(index.sources)}}  # fmt: skip
+        self._pool_rejects, self.pools = [], []  # (name, items, share of each batch)
+        named = ([("replay", cfg.replay_manifest, cfg.replay_ratio)] if cfg.replay_manifest and cfg.replay_ratio > 0
+                 else []) + [("mix", path, share) for path, share in cfg.mix_manifests.items()]  # fmt: skip
+        for source, path, share in named:
+            items, rejects = self._load(Path(path), source)
+            self._pool_rejects += rejects
+            if items:
+                self.pools.append((source, items, share))
+                self.sources[str(path)] = {**amount(items), "share": share}
+        self.n_replay = sum(len(items) for source, items, _ in self.pools if source == "replay")
         options = StreamOptions(cfg.stream_batch_seconds, cfg.stream_max_items, cfg.stream_readers, cfg.stream_pool_rows)
         stream = ShardStream(index, self.config.seed, options, acc.num_processes, acc.process_index)
         logger.info("train: streaming %s rows (%.1f h) from %d shards at %s; this process reads shard groups %s",
                     f"{index.total_rows:,}", index.hours, len(index.shards), index.directory, stream.readers)  # fmt: skip
         return stream
+
+    @staticmethod
+    def _current_index(shard_dir: Path, manifests: list[Path]) -> ShardIndex | None:
+        """The shard index at shard_dir if it was written from exactly these manifests after they last changed."""
+        if not (shard_dir / INDEX_NAME).is_file():
+            return None
+        index = read_index(shard_dir)
+        written = (shard_dir / INDEX_NAME).stat().st_mtime
+        same = [Path(m).resolve() for m in index.sources] == [m.resolve() for m in manifests]
+        if same and all(m.is_file() and m.stat().st_mtime <= written for m in manifests):
+            return index
+        logger.info("train: the shards at %s are not of %s as it is now; not used", shard_dir,
+                    ", ".join(map(str, manifests)))  # fmt: skip
+        return None
+
+    def _pool_draws(self, micro: int, rows: int) -> list[TrainItem]:
+        """Replay / mix items added to a streamed batch of `rows` rows: each pool's share of the batch
+        (shares are of all items, as in the in-memory plan), drawn by (seed, micro-batch, pool)."""
+        rest = 1.0 - sum(share for _, _, share in self.pools)
+        drawn = []
+        for k, (_, items, share) in enumerate(self.pools):
+            rng = np.random.default_rng([self.config.seed, micro, k, POOL_SALT])
+            expected = rows * share / rest
+            count = int(expected) + int(rng.random() < expected - int(expected))
+            drawn += [items[i] for i in rng.choice(len(items), count, replace=count > len(items))]
+        return drawn
 
     def _load_dev(self) -> list:
         cfg, work = self.cfg, self.config.work_path
@@ -244,15 +279,16 @@ class TrainingInputs:
                           num_workers=self.cfg.num_workers, generator=torch.Generator().manual_seed(self.config.seed),
                           persistent_workers=False)  # fmt: skip
 
-    def stream_entries(self, epoch: int, rows: list[dict[str, Any]]) -> list[StreamEntry]:
-        """A streamed batch as dataset entries: rows tokenized (too-long targets rejected), contexts drawn."""
+    def stream_entries(self, micro: int, epoch: int, rows: list[dict[str, Any]]) -> list[StreamEntry]:
+        """A streamed batch as dataset entries: rows tokenized (too-long targets rejected), replay / mix
+        items added at their shares, contexts drawn."""
         config, tokenizer = self.whisper.config, self.bundle.processor.tokenizer
         limit = min(self.cfg.max_label_tokens, config.max_target_positions)
         items, previous = [], []
         for row in rows:
             labels = target_ids(tokenizer, row["text"], config.decoder_start_token_id, self.cfg.prepend_space)
             if len(labels) > limit:
-                self.stream_rejects[row["id"]] = Reject(self.stream.index.source, row["line"], f"target has "
+                self.stream_rejects[row["id"]] = Reject(row["manifest"], row["line"], f"target has "
                     f"{len(labels)} tokens, over the limit of {limit}", "train", row["id"], row["audio_filepath"])  # fmt: skip
                 continue
             items.append(TrainItem(row["id"], Path(row["audio_filepath"]), float(row["duration"]), tuple(labels),
@@ -262,6 +298,8 @@ class TrainingInputs:
         if not items:
             raise DictuneError(f"{self.stream.index.directory}: every row of a batch was rejected (see "
                                f"{self.out_dir / 'rejects.jsonl'} after the run)")  # fmt: skip
+        pooled = self._pool_draws(micro, len(items))
+        items, previous = items + pooled, previous + [None] * len(pooled)
         contexts = self._contexts(items, previous)
         return [StreamEntry(item, epoch, zlib.crc32(item.id.encode()),
                             contexts.ids(n, epoch, len(item.labels)) if contexts is not None else [])
@@ -312,8 +350,8 @@ class StreamBatches:
         self.inputs, self.start = inputs, start
 
     def __iter__(self) -> Any:
-        for epoch, rows in self.inputs.stream.iterate(self.start):
-            yield self.inputs.stream_entries(epoch, rows)
+        for micro, (epoch, rows) in enumerate(self.inputs.stream.iterate(self.start), start=self.start):
+            yield self.inputs.stream_entries(micro, epoch, rows)
 
 
 class StreamDataset:

@@ -1,10 +1,10 @@
 """Training data as Parquet shards, for corpora too large to read whole (streaming training).
 
-    write_shards(manifest, out_dir, rows_per_shard)  -> out_dir/shard-00000.parquet ..., index.json,
+    write_shards(manifests, out_dir, rows_per_shard) -> out_dir/shard-00000.parquet ..., index.json,
                                                         rejects.jsonl
     read_index(shard_dir) -> ShardIndex                 shards, rows and hours per shard
 
-A shard holds the rows of a normalized manifest in order: id, manifest line, absolute audio path, duration, text,
+A shard holds the rows of normalized manifests in order: id, manifest and line, absolute audio path, duration, text,
 text_norm, parent_id, segment_index, modality and previous_text (the text of the previous piece of the
 same cut dictation, when it is the row before; what context-aware training shows as "previous").
 Audio stays in its files: rows point at it, so 1,000 hours of shards take tens of megabytes and the
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,9 @@ logger = logging.getLogger("dictune")
 
 INDEX_NAME = "index.json"
 REJECTS_NAME = "rejects.jsonl"
-SHARD_VERSION = 1
+SHARD_VERSION = 2
 MAX_SECONDS = 30.0  # Whisper's window: longer items must be cut by the segment stage first
-COLUMNS = ("id", "line", "audio_filepath", "duration", "text", "text_norm", "parent_id", "segment_index",
+COLUMNS = ("id", "manifest", "line", "audio_filepath", "duration", "text", "text_norm", "parent_id", "segment_index",
            "modality", "previous_text")  # fmt: skip
 
 
@@ -48,7 +49,7 @@ class ShardIndex:
     shards: tuple[str, ...]  # file names, in order
     rows: tuple[int, ...]  # rows per shard
     hours: float
-    source: str  # the manifest they were written from
+    sources: tuple[str, ...]  # the manifests they were written from, in order
 
     @property
     def total_rows(self) -> int:
@@ -62,7 +63,7 @@ def _schema() -> Any:
     import pyarrow as pa
 
     text = pa.string()
-    return pa.schema([("id", text), ("line", pa.int64()), ("audio_filepath", text), ("duration", pa.float32()), ("text", text),
+    return pa.schema([("id", text), ("manifest", text), ("line", pa.int64()), ("audio_filepath", text), ("duration", pa.float32()), ("text", text),
                       ("text_norm", text), ("parent_id", text), ("segment_index", pa.int32()), ("modality", text),
                       ("previous_text", text)])  # fmt: skip
 
@@ -81,6 +82,7 @@ def _row(record: Record, manifest: Path, line: int, previous: dict[str, Any] | N
                and index is not None and previous["segment_index"] == int(index) - 1)  # fmt: skip
     return {
         "id": record.id,
+        "manifest": str(manifest),
         "line": line,
         "audio_filepath": str(resolve_audio_path(record, manifest)),
         "duration": record.duration,
@@ -93,12 +95,14 @@ def _row(record: Record, manifest: Path, line: int, previous: dict[str, Any] | N
     }
 
 
-def write_shards(manifest: str | Path, out_dir: str | Path, rows_per_shard: int = 10_000) -> ShardIndex:
-    """Write a normalized manifest as Parquet shards; rows that cannot be trained on go to rejects."""
+def write_shards(manifests: str | Path | Sequence[str | Path], out_dir: str | Path,
+                 rows_per_shard: int = 10_000) -> ShardIndex:  # fmt: skip
+    """Write normalized manifests (in order) as Parquet shards; rows that cannot be trained on go to rejects."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    manifest, out_dir = Path(manifest), Path(out_dir)
+    manifests = [Path(manifests)] if isinstance(manifests, (str, Path)) else [Path(m) for m in manifests]
+    out_dir = Path(out_dir)
     if rows_per_shard < 1:
         raise DictuneError(f"{out_dir}: rows per shard must be >= 1, got {rows_per_shard}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +110,7 @@ def write_shards(manifest: str | Path, out_dir: str | Path, rows_per_shard: int 
     for old in out_dir.glob("shard-*.parquet"):
         old.unlink()
     schema = _schema()
-    names, counts, seconds, rejects, buffer, previous = [], [], 0.0, [], [], None
-    bad_lines: list[tuple[int, str]] = []
+    names, counts, seconds, rejects, buffer = [], [], 0.0, [], []
 
     def flush() -> None:
         name = f"shard-{len(names):05d}.parquet"
@@ -118,30 +121,33 @@ def write_shards(manifest: str | Path, out_dir: str | Path, rows_per_shard: int 
         counts.append(len(buffer))
         buffer.clear()
 
-    for line, obj in iter_jsonl(manifest, bad_lines):
-        try:
-            record = Record.from_dict(obj)
-        except (KeyError, TypeError, ValueError) as e:
-            rejects.append(Reject(str(manifest), line, f"not a manifest record ({e!r})", "shards"))
-            continue
-        row = _row(record, manifest, line, previous)
-        if isinstance(row, str):
-            rejects.append(Reject(str(manifest), line, row, "shards", record.id, record.audio_filepath))
-            continue
-        buffer.append(row)
-        previous = row
-        seconds += record.duration
-        if len(buffer) >= rows_per_shard:
-            flush()
+    for manifest in manifests:
+        previous, bad_lines = None, []
+        for line, obj in iter_jsonl(manifest, bad_lines):
+            try:
+                record = Record.from_dict(obj)
+            except (KeyError, TypeError, ValueError) as e:
+                rejects.append(Reject(str(manifest), line, f"not a manifest record ({e!r})", "shards"))
+                continue
+            row = _row(record, manifest, line, previous)
+            if isinstance(row, str):
+                rejects.append(Reject(str(manifest), line, row, "shards", record.id, record.audio_filepath))
+                continue
+            buffer.append(row)
+            previous = row
+            seconds += record.duration
+            if len(buffer) >= rows_per_shard:
+                flush()
+        rejects += [Reject(str(manifest), line, reason.removeprefix(f"{manifest}:{line}: "), "shards")
+                    for line, reason in bad_lines]  # fmt: skip
     if buffer:
         flush()
-    rejects += [Reject(str(manifest), line, reason.removeprefix(f"{manifest}:{line}: "), "shards")
-                for line, reason in bad_lines]  # fmt: skip
-    rejects.sort(key=lambda r: r.line or 0)
+    rejects.sort(key=lambda r: (manifests.index(Path(r.source)), r.line or 0))
     write_rejects(out_dir / REJECTS_NAME, rejects)
+    shown = ", ".join(str(m) for m in manifests)
     if not names:
-        raise DictuneError(f"{manifest}: no row could be written as a shard (see {out_dir / REJECTS_NAME})")
-    index = {"version": SHARD_VERSION, "source": str(manifest), "shards": names, "rows": counts,
+        raise DictuneError(f"{shown}: no row could be written as a shard (see {out_dir / REJECTS_NAME})")
+    index = {"version": SHARD_VERSION, "sources": [str(m) for m in manifests], "shards": names, "rows": counts,
              "hours": round(seconds / 3600, 4), "rejected": len(rejects)}  # fmt: skip
     atomic_write_json(out_dir / INDEX_NAME, index)
     logger.info("shards: %d rows (%.1f h) in %d shards at %s, %d rejected", sum(counts), seconds / 3600,
@@ -163,4 +169,5 @@ def read_index(shard_dir: str | Path) -> ShardIndex:
     missing = [name for name in data["shards"] if not (shard_dir / name).is_file()]
     if missing:
         raise DictuneError(f"{shard_dir / missing[0]}: shard listed in {INDEX_NAME} is missing")
-    return ShardIndex(shard_dir, tuple(data["shards"]), tuple(data["rows"]), float(data["hours"]), data["source"])
+    return ShardIndex(shard_dir, tuple(data["shards"]), tuple(data["rows"]), float(data["hours"]),
+                      tuple(data["sources"]))  # fmt: skip
