@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,24 @@ def _glue(words: Sequence[str]) -> str:
     return "".join(words)
 
 
+def sound_alike(grams: Sequence[str], targets: Sequence[str], target_codes: Sequence[str] | None = None,
+                dtype: Any = np.float32) -> np.ndarray:  # fmt: skip
+    """Scores 0-100 of each gram (glued words) against each target: the mean of the Indel similarity of
+    their letters and of their Metaphone codes, 0 where one is shorter than LENGTH_RATIO of the other.
+    The one scoring rule of retrieval (TermRetriever) and snapping (pipeline.correction)."""
+    import jellyfish
+    from rapidfuzz.distance import Indel
+    from rapidfuzz.process import cdist
+
+    codes = list(target_codes) if target_codes is not None else [jellyfish.metaphone(t) for t in targets]
+    letters = cdist(grams, targets, scorer=Indel.normalized_similarity, dtype=dtype)
+    sounds = cdist([jellyfish.metaphone(g) for g in grams], codes, scorer=Indel.normalized_similarity, dtype=dtype)
+    gram_lengths = np.array([len(g) for g in grams], dtype=dtype)[:, None]
+    target_lengths = np.array([len(t) for t in targets], dtype=dtype)[None, :]
+    comparable = np.minimum(gram_lengths, target_lengths) >= LENGTH_RATIO * np.maximum(gram_lengths, target_lengths)
+    return np.where(comparable, 50.0 * (letters + sounds), 0.0)
+
+
 @dataclass(frozen=True)
 class Retrieved:
     term: str  # as written in the lexicon
@@ -92,24 +111,15 @@ class TermRetriever:
         self._metaphone = jellyfish.metaphone
         self._glued = [_glue(k.split()) for k in self.keys]
         self._codes = [self._metaphone(g) for g in self._glued]
-        self._lengths = np.array([len(g) for g in self._glued], dtype=np.float32)
 
     def rank(self, hypothesis_norm: str) -> list[Retrieved]:
         """Terms scoring >= min_score against the hypothesis (scoring form), best first, ties alphabetical."""
-        from rapidfuzz.distance import Indel
-        from rapidfuzz.process import cdist
-
         words = hypothesis_norm.split()
         grams = sorted({_glue(words[i : i + n]) for n in range(1, MAX_NGRAM + 1)
                         for i in range(len(words) - n + 1)})  # fmt: skip
         if not grams:
             return []
-        letters = cdist(grams, self._glued, scorer=Indel.normalized_similarity, dtype=np.float32)
-        sounds = cdist([self._metaphone(g) for g in grams], self._codes,
-                       scorer=Indel.normalized_similarity, dtype=np.float32)  # fmt: skip
-        lengths = np.array([len(g) for g in grams], dtype=np.float32)[:, None]
-        comparable = np.minimum(lengths, self._lengths) >= LENGTH_RATIO * np.maximum(lengths, self._lengths)
-        scores = np.where(comparable, 50.0 * (letters + sounds), 0.0).max(axis=0)
+        scores = sound_alike(grams, self._glued, self._codes).max(axis=0)
         order = sorted((i for i in np.flatnonzero(scores >= self.min_score)),
                        key=lambda i: (-scores[i], self.keys[i]))  # fmt: skip
         return [Retrieved(self.lexicon.display[self.keys[i]], round(float(scores[i]), 1)) for i in order]

@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from pipeline.context import LENGTH_RATIO, MAX_NGRAM
+import numpy as np
+
+from pipeline.context import MAX_NGRAM, sound_alike
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
@@ -60,9 +62,6 @@ def snap_terms(text: str, terms: Sequence[str], min_score: float, known: Callabl
     context. Only terms of the context are written; the best-scoring spans first, never overlapping; a
     span that already is a context term, or whose every word is `known` (a real word), is kept as written;
     the first word's capital is kept."""
-    import jellyfish
-    from rapidfuzz.distance import Indel
-
     words = list(_WORD.finditer(text))
     if not words or not terms:
         return text
@@ -76,21 +75,13 @@ def snap_terms(text: str, terms: Sequence[str], min_score: float, known: Callabl
             if lowered[i : i + n] == term_words or "".join(lowered[i : i + n]) == glued:
                 taken.update(range(i, i + n))
     real = [known is not None and known(w) for w in lowered]
-    candidates = []
-    for term in terms:
-        glued = "".join(term.lower().replace("-", " ").split())
-        code = jellyfish.metaphone(glued)
-        for n in range(1, MAX_NGRAM + 1):
-            for i in range(len(words) - n + 1):
-                if not taken.isdisjoint(range(i, i + n)) or all(real[i : i + n]):
-                    continue
-                span = "".join(lowered[i : i + n])
-                if min(len(span), len(glued)) < LENGTH_RATIO * max(len(span), len(glued)):
-                    continue
-                score = 50.0 * (Indel.normalized_similarity(span, glued)
-                                + Indel.normalized_similarity(jellyfish.metaphone(span), code))  # fmt: skip
-                if score >= min_score:
-                    candidates.append((score, i, i + n, term))
+    spans = [(i, i + n) for n in range(1, MAX_NGRAM + 1) for i in range(len(words) - n + 1)
+             if taken.isdisjoint(range(i, i + n)) and not all(real[i : i + n])]  # fmt: skip
+    if not spans:
+        return text
+    glued = ["".join(term.lower().replace("-", " ").split()) for term in terms]
+    scores = sound_alike(["".join(lowered[a:b]) for a, b in spans], glued, dtype=np.float64)
+    candidates = [(float(scores[s, t]), *spans[s], terms[t]) for s, t in zip(*np.nonzero(scores >= min_score))]
     chosen = []
     for score, start, end, term in sorted(candidates, key=lambda c: (-c[0], c[1], c[3])):
         if taken.isdisjoint(range(start, end)):
