@@ -313,6 +313,8 @@ class ServeConfig:
     # the trained adapter when the config's train stage has one)
     profiles: dict[str, str] = field(default_factory=dict)
     max_loaded_profiles: int = 2  # engines kept loaded (least recently used unloaded first)
+    # also unload the least recently used while the loaded engines' weight files add up to more (0 = off)
+    max_profiles_mb: float = 0.0
     workers: int = 0  # transcriptions at once (0 = CPU cores)
     queue_size: int = 8  # waiting requests beyond the workers; more get 503 with Retry-After
     max_upload_mb: float = 50.0  # larger uploads get 413 (counted while streaming, never buffered whole)
@@ -323,8 +325,8 @@ class ServeConfig:
         out = []
         if not 0 < self.port < 65536:
             out.append("serve.port: must be in 1..65535")
-        if self.max_loaded_profiles < 1 or self.workers < 0 or self.queue_size < 0:
-            out.append("serve: max_loaded_profiles >= 1, workers >= 0 and queue_size >= 0")
+        if self.max_loaded_profiles < 1 or self.workers < 0 or self.queue_size < 0 or self.max_profiles_mb < 0:
+            out.append("serve: max_loaded_profiles >= 1, workers >= 0, queue_size >= 0 and max_profiles_mb >= 0")
         if self.max_upload_mb <= 0 or self.max_seconds <= 0:
             out.append("serve.max_upload_mb and serve.max_seconds: must be > 0")
         return out

@@ -376,3 +376,27 @@ def test_dictune_serve_in_a_subprocess_logs_no_transcript_or_correction_text(tmp
     assert saved.status_code == 200 and 'POST /v1/audio/transcriptions HTTP/1.1" 200' in logged
     assert "Quixotic" not in logged and "zebra" not in logged and "clip.wav" not in logged
     assert not [w for w in text.split() if len(w) > 3 and w in logged], "transcript text appeared in the log"
+
+
+def test_loaded_profiles_stay_within_the_weights_budget(tmp_path, tiny_whisper_dir, speech_clips):
+    import shutil
+
+    from pipeline.config import config_from_dict
+    from pipeline.service.profiles import Profiles, weights_mb
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_whisper_dir, other)
+    size = weights_mb(tiny_whisper_dir)
+    assert size > 1 and weights_mb(other) == size
+    config = config_from_dict({"name": "s", "work_dir": str(tmp_path / "w"), "transcribe": {"engine": "hf"}})
+    audio = speech_clips[0].audio
+    budget = Profiles(config, str(tiny_whisper_dir), None, {"other": str(other)}, max_loaded=5, max_mb=1.5 * size)
+    budget.transcribe("default", audio)
+    budget.transcribe("other", audio)
+    assert list(budget._loaded) == ["other"] and budget.loaded_mb() <= 1.5 * size  # two would not fit
+    budget.transcribe("default", audio)
+    assert list(budget._loaded) == ["default"]
+    by_count = Profiles(config, str(tiny_whisper_dir), None, {"other": str(other)}, max_loaded=5)
+    by_count.transcribe("default", audio)
+    by_count.transcribe("other", audio)
+    assert list(by_count._loaded) == ["default", "other"]  # no byte budget: the count alone limits

@@ -37,7 +37,8 @@ class UnknownProfile(DictuneError):
 
 
 class Profiles:
-    def __init__(self, config, base: str, adapter: str | None, profiles: dict[str, str], max_loaded: int):
+    def __init__(self, config, base: str, adapter: str | None, profiles: dict[str, str], max_loaded: int,
+                 max_mb: float = 0.0):  # fmt: skip
         self.config = config
         self.base = base
         self.specs: dict[str, tuple[str, str | None]] = {DEFAULT_PROFILE: (base, adapter)}
@@ -51,6 +52,8 @@ class Profiles:
                 raise DictuneError(f"serve.profiles.{name}: {path} is neither an adapter dir (adapter_config.json)"
                                    " nor a model dir (config.json)")  # fmt: skip
         self.max_loaded = max_loaded
+        self.max_mb = max_mb  # budget of the loaded engines' weight files (0: the count alone limits)
+        self.sizes_mb: dict[str, float] = {}
         self._loaded: OrderedDict[str, tuple[Any, Any, threading.Lock]] = OrderedDict()  # engine, context, lock
         self._lock = threading.Lock()
 
@@ -81,8 +84,16 @@ class Profiles:
             budget = min(options.prompt_max_tokens, engine.max_prompt_tokens())
             context = InferenceContext(self.config.context, self.config.lexicon, engine.prompt_tokens, budget)
             self._loaded[name] = (engine, context, threading.Lock())
-            logger.info("serve: profile %s loaded (%s)", name, self.model_id(name))
+            self.sizes_mb[name] = weights_mb(engine.model_path, adapter)
+            logger.info("serve: profile %s loaded (%s, %.0f MB of weights)", name, self.model_id(name),
+                        self.sizes_mb[name])  # fmt: skip
+            while self.max_mb and len(self._loaded) > 1 and self.loaded_mb() > self.max_mb:
+                gone, _ = self._loaded.popitem(last=False)  # never the one just loaded: it is the newest
+                logger.info("serve: profile %s unloaded (serve.max_profiles_mb=%g)", gone, self.max_mb)
             return self._loaded[name]
+
+    def loaded_mb(self) -> float:
+        return sum(self.sizes_mb[name] for name in self._loaded)
 
     def transcribe(self, name: str, audio: np.ndarray, prompt: str | None = None) -> Transcript:
         """One dictation: the context's static part (or the request's prompt), the retrieved second pass
@@ -104,3 +115,13 @@ class Profiles:
         return Transcript(format_dictation(spoken),
                           [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in segments],
                           len(audio) / SAMPLE_RATE, self.model_id(name))  # fmt: skip
+
+
+WEIGHT_PATTERNS = ("model.bin", "*.safetensors", "pytorch_model*.bin")
+
+
+def weights_mb(model_dir: Path, adapter: str | None = None) -> float:
+    """An engine's memory estimate: the size of its model's (and adapter's) weight files, in MB."""
+    folders = [Path(model_dir)] + ([Path(adapter)] if adapter else [])
+    files = {f for folder in folders for pattern in WEIGHT_PATTERNS for f in folder.glob(pattern)}
+    return sum(f.stat().st_size for f in files) / 2**20

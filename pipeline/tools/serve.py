@@ -63,7 +63,8 @@ def build(args: argparse.Namespace):
     trained = config.stage_dir("train") / "adapter"
     if adapter is None and args.config and (trained / "adapter_config.json").is_file():
         adapter = str(trained)
-    profiles = Profiles(config, args.model or config.model.base, adapter, serve.profiles, serve.max_loaded_profiles)
+    profiles = Profiles(config, args.model or config.model.base, adapter, serve.profiles, serve.max_loaded_profiles,
+                        serve.max_profiles_mb)  # fmt: skip
     store = CorrectionsStore(Path(serve.store_dir) if serve.store_dir else config.work_path / "service")
     store.recover()
     app = create_app(profiles, store, serve, token, config.lexicon)
