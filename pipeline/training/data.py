@@ -107,22 +107,35 @@ def load_items(
             reject(f"audio cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
             continue
         if info.duration > MAX_AUDIO_SECONDS + 0.01:
-            reject(f"audio is {info.duration:.1f} s, over Whisper's {MAX_AUDIO_SECONDS:.0f} s (run segment)")
+            reject(too_long(info.duration))
             continue
-        if not record.text.strip():
-            reject("empty text")
+        item = to_train_item(record, path, info.duration, source, tokenizer, decoder_start_id, max_label_tokens,
+                             prepend_space)  # fmt: skip
+        if isinstance(item, str):
+            reject(item)
             continue
-        labels = target_ids(tokenizer, record.text, decoder_start_id, prepend_space)
-        if len(labels) > max_label_tokens:
-            reject(f"target has {len(labels)} tokens, over the limit of {max_label_tokens}")
-            continue
-        norm = record.text_norm if record.text_norm is not None else _scoring_form(record.text)
-        extra = record.extra
-        order = extra.get("segment_index")
-        items.append(TrainItem(record.id, path, float(info.duration), tuple(labels), norm, source, record.text,
-                               extra.get("parent_id"), int(order) if order is not None else None,
-                               extra.get("modality")))  # fmt: skip
+        items.append(item)
     return items, rejects
+
+
+def too_long(duration: float) -> str:
+    return f"audio is {duration:.1f} s, over Whisper's {MAX_AUDIO_SECONDS:.0f} s (run segment)"
+
+
+def to_train_item(record: Record, path: Path, duration: float, source: str, tokenizer: Any, decoder_start_id: int,
+                  max_label_tokens: int, prepend_space: bool = True) -> TrainItem | str:  # fmt: skip
+    """A manifest record as a training item, or the reason its text cannot be trained on (empty, too many
+    target tokens). The one conversion of manifest loading and of streamed shard rows."""
+    if not record.text.strip():
+        return "empty text"
+    labels = target_ids(tokenizer, record.text, decoder_start_id, prepend_space)
+    if len(labels) > max_label_tokens:
+        return f"target has {len(labels)} tokens, over the limit of {max_label_tokens}"
+    norm = record.text_norm if record.text_norm is not None else _scoring_form(record.text)
+    extra = record.extra
+    order = extra.get("segment_index")
+    return TrainItem(record.id, path, float(duration), tuple(labels), norm, source, record.text,
+                     extra.get("parent_id"), int(order) if order is not None else None, extra.get("modality"))  # fmt: skip
 
 
 def _scoring_form(text: str) -> str:
@@ -139,6 +152,14 @@ def load_waveform(path: Path) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- augmentation
+
+
+def training_audio(path: Path, options: AugmentOptions | None, seed: int, epoch: int, key: int) -> np.ndarray:
+    """An item's waveform as training sees it: augmented (when on) by the generator of (seed, epoch, key)."""
+    wave = load_waveform(path)
+    if options is not None and options.enabled:
+        wave = augment(wave, options, np.random.default_rng([seed, epoch, key]))
+    return wave
 
 
 def augment(wave: np.ndarray, options: AugmentOptions, rng: np.random.Generator) -> np.ndarray:
@@ -292,10 +313,7 @@ class SpeechDataset:
         if self.encoder_cache is not None:
             out["encoder_hidden_states"] = self.encoder_cache.load(item)
             return out
-        wave = load_waveform(item.audio_path)
-        if self.augment_options is not None and self.augment_options.enabled:
-            wave = augment(wave, self.augment_options, np.random.default_rng([self.seed, epoch, index]))
-        out["audio"] = wave
+        out["audio"] = training_audio(item.audio_path, self.augment_options, self.seed, epoch, index)
         return out
 
 

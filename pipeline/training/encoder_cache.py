@@ -136,13 +136,16 @@ class CachePlan:
 
 
 def plan_cache(clips: int, d_model: int, dtype: str, budget_gb: float, free_bytes: int, on_gpu: bool,
-               frames: int = 1500) -> CachePlan:  # fmt: skip
-    """Cache or encode on the fly (train.cache_encoder_outputs=auto, encoder frozen, no augmentation)."""
+               frames: int = 1500, streaming: bool = False, forced: bool = False) -> CachePlan:  # fmt: skip
+    """Cache or encode on the fly (encoder frozen, no augmentation). Streamed training never caches (the
+    audio is read as it goes); `forced` (train.cache_encoder_outputs=true) caches whatever the budget."""
     per_clip = frames * d_model * np.dtype(NUMPY_DTYPES[dtype]).itemsize
     budget = int(budget_gb * 1e9)
     total = clips * per_clip
     sizes = f"{clips:,} clips x {per_clip / 1e6:.2f} MB ({frames} frames x {d_model} x {dtype}) = {total / 1e9:.1f} GB"
-    if on_gpu:
+    if streaming:
+        use, why = False, "streaming: encoded on the fly as the audio is read"
+    elif on_gpu:
         use, why = False, "on a GPU the encoder pass costs less than reading its output from disk: encoded on the fly"
     elif total > budget:
         use, why = False, f"over the disk budget of {budget / 1e9:.0f} GB (train.encoder_cache_budget_gb): encoded on the fly"
@@ -150,6 +153,8 @@ def plan_cache(clips: int, d_model: int, dtype: str, budget_gb: float, free_byte
         use, why = False, f"over {FREE_SPACE_MARGIN:.0%} of the free disk space ({free_bytes / 1e9:.0f} GB): encoded on the fly"
     else:
         use, why = True, f"within the disk budget of {budget / 1e9:.0f} GB: cached on disk"
+    if forced and not use and not streaming:
+        use, why = True, "cached on disk (train.cache_encoder_outputs=true)"
     return CachePlan(use, clips, per_clip, budget, free_bytes, f"encoder cache: {sizes}, {why}")
 
 

@@ -22,17 +22,16 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import DictuneError
 from pipeline.faults import is_environment_error
-from pipeline.manifest import Reject, iter_jsonl, write_rejects
+from pipeline.manifest import Record, Reject, iter_jsonl, write_rejects
 from pipeline.training.data import (
     AugmentOptions,
     BatchPlan,
     Collator,
     SpeechDataset,
     TrainItem,
-    augment,
     load_items,
-    load_waveform,
-    target_ids,
+    to_train_item,
+    training_audio,
 )
 from pipeline.training.encoder_cache import CachePlan, cache_root_dir, free_bytes, plan_cache, prepare_cache
 from pipeline.training.evaluation import load_terms
@@ -70,9 +69,10 @@ class TrainingInputs:
             write_rejects(self.out_dir / "rejects.jsonl", rejects)
         for reject in rejects:
             logger.warning("train: skipped %s", reject)
-        self.n_rejected = len(rejects)
+        self.rejects = rejects  # written to rejects.jsonl now, again with the stream's at the end
         items = self.items + self.dev + self.general_dev
         clips = len({i.audio_path for i in items}) + (self.stream.index.total_rows if self.stream else 0)
+        self.cache_root = cache_root_dir(self.cfg.encoder_cache_dir, config.model.cache_dir)
         self.cache_plan = self._plan_cache(clips, augment)
         self.use_cache = self.cache_plan is not None and self.cache_plan.use
         self.cache = self._build_cache(items) if self.use_cache else None
@@ -114,14 +114,10 @@ class TrainingInputs:
         self.items, self.plan, self.n_train = [], None, index.total_rows
         self.sources = {"shards": {"items": index.total_rows, "hours": round(index.hours, 3), "streamed": True,
                                    "manifests": list(index.sources)}}  # fmt: skip
-        self._pool_rejects, self.pools = [], []  # (name, items, share of each batch)
-        named = ([("replay", cfg.replay_manifest, cfg.replay_ratio)] if cfg.replay_manifest and cfg.replay_ratio > 0
-                 else []) + [("mix", path, share) for path, share in cfg.mix_manifests.items()]  # fmt: skip
-        for source, path, share in named:
-            items, rejects = self._load(Path(path), source)
-            self._pool_rejects += rejects
+        pools, self._pool_rejects = self._load_pools()
+        self.pools = [(source, items, share) for source, _, share, items in pools if items]  # drawn into batches
+        for _, path, share, items in pools:
             if items:
-                self.pools.append((source, items, share))
                 self.sources[str(path)] = {**amount(items), "share": share}
         self.n_replay = sum(len(items) for source, items, _ in self.pools if source == "replay")
         options = StreamOptions(cfg.stream_batch_seconds, cfg.stream_max_items, cfg.stream_readers, cfg.stream_pool_rows)
@@ -173,27 +169,34 @@ class TrainingInputs:
             self.sources[str(extra_path)] = amount(more_train)
         if not train:
             raise DictuneError(f"{train_path}: no usable training items (see {self.out_dir / 'rejects.jsonl'})")
-        replay: list[TrainItem] = []
-        if cfg.replay_manifest and cfg.replay_ratio > 0:
-            replay, more = self._load(Path(cfg.replay_manifest), "replay")
-            rejects += more
-        mixed, shares = [], []  # train.mix_manifests: drawn into each epoch at a set share
-        for path, share in cfg.mix_manifests.items():
-            items, more = self._load(Path(path), "mix")
-            mixed, shares, rejects = mixed + [items], shares + [share], rejects + more
-            self.sources[path] = amount(items)
-        self.n_train, self.n_replay = len(train), len(replay)
-        rest = 1 - (cfg.replay_ratio if replay else 0) - sum(s for s, m in zip(shares, mixed) if m)
-        draws = [round(len(train) * share / rest) if pool else 0
-                 for pool, share in zip([replay, *mixed], [cfg.replay_ratio, *shares])]  # fmt: skip
-        for path, count in zip(cfg.mix_manifests, draws[1:]):
-            self.sources[path]["per_epoch"] = count
-        self.items = train + replay + [i for pool in mixed for i in pool]
+        pools, more = self._load_pools()  # drawn into each epoch at their shares
+        rejects += more
+        rest = 1 - sum(share for _, _, share, items in pools if items)
+        draws = [round(len(train) * share / rest) if items else 0 for _, _, share, items in pools]
+        for (source, path, _, items), count in zip(pools, draws):
+            if source == "mix":
+                self.sources[path] = {**amount(items), "per_epoch": count}
+        self.n_train = len(train)
+        self.n_replay = sum(len(items) for source, _, _, items in pools if source == "replay")
+        self.items = train + [item for *_, items in pools for item in items]
         acc = self.accelerator
-        self.plan = BatchPlan([i.duration for i in self.items], len(train), draws[0], cfg.batch_size,
-                              self.config.seed, cfg.group_by_length, cfg.mega_batch_factor, acc.num_processes,
-                              acc.process_index, pools=list(zip([len(replay), *map(len, mixed)], draws)))  # fmt: skip
+        self.plan = BatchPlan([i.duration for i in self.items], len(train), 0, cfg.batch_size, self.config.seed,
+                              cfg.group_by_length, cfg.mega_batch_factor, acc.num_processes, acc.process_index,
+                              pools=[(len(items), count) for (*_, items), count in zip(pools, draws)])  # fmt: skip
         return rejects
+
+    def _load_pools(self) -> tuple[list[tuple[str, str, float, list[TrainItem]]], list]:
+        """train.replay_manifest (when replay_ratio > 0), then each of train.mix_manifests: (source, path,
+        share of the items, items) each, and their rejects."""
+        cfg = self.cfg
+        named = ([("replay", cfg.replay_manifest, cfg.replay_ratio)] if cfg.replay_manifest and cfg.replay_ratio > 0
+                 else []) + [("mix", path, share) for path, share in cfg.mix_manifests.items()]  # fmt: skip
+        pools, rejects = [], []
+        for source, path, share in named:
+            items, more = self._load(Path(path), source)
+            pools.append((source, path, share, items))
+            rejects += more
+        return pools, rejects
 
     def _load(self, path: Path, source: str) -> tuple[list[TrainItem], list]:
         config = self.whisper.config
@@ -240,22 +243,15 @@ class TrainingInputs:
         if blockers or setting == "false":
             logger.info("encoder cache: off (%s)", "; ".join(blockers) or "train.cache_encoder_outputs=false")
             return None
-        root = cache_root_dir(self.cfg.encoder_cache_dir, self.config.model.cache_dir)
         plan = plan_cache(clips, self.whisper.config.d_model, self.cfg.encoder_cache_dtype,
-                          self.cfg.encoder_cache_budget_gb, free_bytes(root),
-                          self.accelerator.device.type == "cuda")  # fmt: skip
-        if self.stream is not None:
-            plan = CachePlan(False, plan.clips, plan.bytes_per_clip, plan.budget_bytes, plan.free_bytes,
-                             plan.reason.split(", ")[0] + ", streaming: encoded on the fly as the audio is read")
-        elif setting == "true" and not plan.use:
-            plan = CachePlan(True, plan.clips, plan.bytes_per_clip, plan.budget_bytes, plan.free_bytes,
-                             plan.reason.split(", ")[0] + ", cached on disk (train.cache_encoder_outputs=true)")
+                          self.cfg.encoder_cache_budget_gb, free_bytes(self.cache_root),
+                          self.accelerator.device.type == "cuda", streaming=self.stream is not None,
+                          forced=setting == "true")  # fmt: skip
         logger.info("%s", plan.reason)
         return plan
 
     def _build_cache(self, items: list[TrainItem]) -> Any:
-        root = cache_root_dir(self.cfg.encoder_cache_dir, self.config.model.cache_dir)
-        return prepare_cache(self.whisper.model.encoder, self.bundle.processor.feature_extractor, items, root,
+        return prepare_cache(self.whisper.model.encoder, self.bundle.processor.feature_extractor, items, self.cache_root,
                              self.precision, self.cfg.encoder_cache_dtype, self.accelerator, self.cfg.eval_batch_size,
                              progress=self.progress)  # fmt: skip
 
@@ -286,14 +282,15 @@ class TrainingInputs:
         limit = min(self.cfg.max_label_tokens, config.max_target_positions)
         items, previous = [], []
         for row in rows:
-            labels = target_ids(tokenizer, row["text"], config.decoder_start_token_id, self.cfg.prepend_space)
-            if len(labels) > limit:
-                self.stream_rejects[row["id"]] = Reject(row["manifest"], row["line"], f"target has "
-                    f"{len(labels)} tokens, over the limit of {limit}", "train", row["id"], row["audio_filepath"])  # fmt: skip
+            extra = {k: row[k] for k in ("parent_id", "segment_index", "modality") if row[k] is not None}
+            record = Record(row["id"], row["audio_filepath"], row["duration"], row["text"], row["text_norm"], None, extra)
+            item = to_train_item(record, Path(row["audio_filepath"]), row["duration"], "train", tokenizer,
+                                 config.decoder_start_token_id, limit, self.cfg.prepend_space)  # fmt: skip
+            if isinstance(item, str):
+                self.stream_rejects[row["id"]] = Reject(row["manifest"], row["line"], item, "train", row["id"],
+                                                        row["audio_filepath"])  # fmt: skip
                 continue
-            items.append(TrainItem(row["id"], Path(row["audio_filepath"]), float(row["duration"]), tuple(labels),
-                                   row["text_norm"] or "", "train", row["text"], row["parent_id"], row["segment_index"],
-                                   row["modality"]))  # fmt: skip
+            items.append(item)
             previous.append(row["previous_text"])
         if not items:
             raise DictuneError(f"{self.stream.index.directory}: every row of a batch was rejected (see "
@@ -308,8 +305,7 @@ class TrainingInputs:
     def finish(self) -> None:
         """Add the rows the stream rejected to rejects.jsonl (main process)."""
         if self.stream_rejects and self.accelerator.is_main_process:
-            previous = [Reject(**obj) for _, obj in iter_jsonl(self.out_dir / "rejects.jsonl")]
-            write_rejects(self.out_dir / "rejects.jsonl", previous + list(self.stream_rejects.values()))
+            write_rejects(self.out_dir / "rejects.jsonl", self.rejects + list(self.stream_rejects.values()))
 
     def summary(self) -> dict[str, Any]:
         cache, plan = self.cache, self.cache_plan
@@ -319,7 +315,7 @@ class TrainingInputs:
             "encoder_cache_plan": None if plan is None else plan.reason,
             "train_items": self.n_train,
             "train_sources": self.sources,
-            "rejected_items": self.n_rejected + len(self.stream_rejects),
+            "rejected_items": len(self.rejects) + len(self.stream_rejects),
             "streamed_rows_read": None if self.stream is None else self.stream.rows_read,
         }  # fmt: skip
 
@@ -362,13 +358,10 @@ class StreamDataset:
 
     def __getitem__(self, entry: StreamEntry) -> dict[str, Any]:
         try:
-            wave = load_waveform(entry.item.audio_path)
+            wave = training_audio(entry.item.audio_path, self.augment_options, self.seed, entry.epoch, entry.key)
         except (OSError, RuntimeError, ValueError) as e:  # a file changed or vanished after ingest checked it
             if is_environment_error(e):
                 raise  # the machine's fault (disk, memory), not the item's
             raise DictuneError(f"{entry.item.audio_path}: audio of {entry.item.id!r} cannot be read now "
                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e  # fmt: skip
-        options = self.augment_options
-        if options is not None and options.enabled:
-            wave = augment(wave, options, np.random.default_rng([self.seed, entry.epoch, entry.key]))
         return {"index": entry.key, "labels": entry.item.labels, "prompt": entry.prompt, "audio": wave}

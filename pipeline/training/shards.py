@@ -32,15 +32,13 @@ from typing import Any
 from pipeline.errors import DictuneError
 from pipeline.files import atomic_open, atomic_write_json
 from pipeline.manifest import Record, Reject, iter_jsonl, resolve_audio_path, write_rejects
+from pipeline.training.data import MAX_AUDIO_SECONDS, too_long
 
 logger = logging.getLogger("dictune")
 
 INDEX_NAME = "index.json"
 REJECTS_NAME = "rejects.jsonl"
 SHARD_VERSION = 2
-MAX_SECONDS = 30.0  # Whisper's window: longer items must be cut by the segment stage first
-COLUMNS = ("id", "manifest", "line", "audio_filepath", "duration", "text", "text_norm", "parent_id", "segment_index",
-           "modality", "previous_text")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,8 +72,8 @@ def _row(record: Record, manifest: Path, line: int, previous: dict[str, Any] | N
         return "empty text"
     if not math.isfinite(record.duration) or record.duration <= 0:
         return f"duration {record.duration!r} is not a positive number of seconds"
-    if record.duration > MAX_SECONDS + 0.01:
-        return f"audio is {record.duration:.1f} s, over Whisper's {MAX_SECONDS:.0f} s (run segment)"
+    if record.duration > MAX_AUDIO_SECONDS + 0.01:
+        return too_long(record.duration)
     extra = record.extra
     parent, index = extra.get("parent_id"), extra.get("segment_index")
     follows = (previous is not None and parent is not None and previous["parent_id"] == parent

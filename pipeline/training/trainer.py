@@ -117,7 +117,18 @@ class Trainer:
     def _setup_data(self) -> None:
         self.data = TrainingInputs(self.config, self.bundle, self.accelerator, self.out_dir, self.augment_options,
                                    self.precision, self.progress)  # fmt: skip
-        self.use_cache, self.dev, self.general_dev = self.data.use_cache, self.data.dev, self.data.general_dev
+
+    @property
+    def use_cache(self) -> bool:
+        return self.data.use_cache
+
+    @property
+    def dev(self) -> list:
+        return self.data.dev
+
+    @property
+    def general_dev(self) -> list:
+        return self.data.general_dev
 
     def _setup_optimizer(self) -> None:
         import torch
@@ -334,7 +345,7 @@ class Trainer:
                 "replay_items": self.data.n_replay,
                 "dev_items": len(self.dev),
                 "general_dev_items": len(self.general_dev),
-                "rejected_items": self.data.n_rejected,
+                "rejected_items": len(self.data.rejects),
             },
         }
 
