@@ -68,11 +68,13 @@ class CorrectionsStore:
             db.execute(SCHEMA)
 
     @contextlib.contextmanager
-    def _connect(self):
+    def _connect(self, checkpoint: bool = False):
         db = sqlite3.connect(self.path, timeout=30)
         try:
             with db:  # one transaction: committed on success, rolled back on error
                 yield db
+            if checkpoint:  # move the committed rows from the WAL into the database file, so ingest's
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fingerprint of that file changes
         finally:
             db.close()
 
@@ -85,18 +87,13 @@ class CorrectionsStore:
         if not target.exists():
             atomic_write_bytes(target, audio)  # temp file, fsync, rename, fsync of the folder
         now = time.time()
-        with self._connect() as db:
+        with self._connect(checkpoint=True) as db:
             cursor = db.execute(
                 "INSERT INTO corrections (profile, audio_sha256, audio_path, hypothesis, corrected, model_id,"
                 " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (profile, digest, relative, hypothesis, corrected, model_id, now, now),
             )
             row = int(cursor.lastrowid)
-        db = sqlite3.connect(self.path, timeout=30)
-        try:  # move the row from the WAL into the database file, so ingest's fingerprint of that file changes
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            db.close()
         return row
 
     def rows(self) -> list[Correction]:
