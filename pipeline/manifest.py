@@ -173,6 +173,13 @@ def reference_norm(record: Record) -> str:
     return record.text_norm if record.text_norm is not None else normalize_for_scoring(record.text)
 
 
+def manifest_hours(manifest: str | os.PathLike) -> float:
+    """Hours of audio a manifest lists (its duration fields; nothing else is parsed or kept); 0 if absent."""
+    if not Path(manifest).is_file():
+        return 0.0
+    return sum(float(obj.get("duration") or 0) for _, obj in iter_jsonl(manifest, [])) / 3600
+
+
 def resolve_audio_path(record: Record, manifest_path: str | os.PathLike) -> Path:
     """A record's audio path as an absolute path (relative paths are relative to the manifest)."""
     audio = Path(record.audio_filepath)

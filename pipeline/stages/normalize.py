@@ -25,7 +25,15 @@ from pipeline.batch import ERROR_KEY, map_items
 from pipeline.config import Config, NormalizeConfig
 from pipeline.errors import DictuneError
 from pipeline.files import atomic_dir, id_file_name
-from pipeline.manifest import Record, Reject, iter_jsonl, manifest_audio_paths, write_manifest, write_rejects
+from pipeline.manifest import (
+    Record,
+    Reject,
+    iter_jsonl,
+    manifest_audio_paths,
+    manifest_hours,
+    write_manifest,
+    write_rejects,
+)
 from pipeline.runner import STAMP_NAME
 
 logger = logging.getLogger("dictune")
@@ -88,17 +96,17 @@ def run(config: Config) -> dict[str, Any]:
 def _write_train_shards(config: Config, out_dir: Path, outputs: list, summary: dict[str, Any]) -> None:
     """A big train split is also written as Parquet shards, which training streams (train.streaming),
     together with train.extra_train_manifests (e.g. this stage's long.jsonl) as training reads them."""
-    from pipeline.training.inputs import manifest_hours
     from pipeline.training.shards import write_shards
     from pipeline.training.stream import streaming_wanted
 
     cfg = config.train
-    if "train" not in {name for name, records, _ in outputs if records}:
+    train = next((records for name, records, _ in outputs if name == "train" and records), None)
+    extra = [Path(m) for m in cfg.extra_train_manifests]
+    if train is None or not all(m.is_file() for m in extra):  # an extra manifest another stage writes later
         return
-    manifests = [out_dir / "train.jsonl", *map(Path, cfg.extra_train_manifests)]
-    if not all(m.is_file() for m in manifests):  # an extra manifest another stage writes later
-        return
-    if streaming_wanted(cfg.streaming, sum(manifest_hours(m) for m in manifests), cfg.streaming_min_hours):
+    hours = sum(r.duration for r in train) / 3600 + sum(manifest_hours(m) for m in extra)
+    if streaming_wanted(cfg.streaming, hours, cfg.streaming_min_hours):
+        manifests = [out_dir / "train.jsonl", *extra]
         index = write_shards(manifests, cfg.shard_dir or out_dir / "shards" / "train", cfg.rows_per_shard)
         summary["train"]["shards"] = {"directory": str(index.directory), "shards": len(index.shards),
                                       "rows": index.total_rows}  # fmt: skip

@@ -22,7 +22,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import DictuneError
 from pipeline.faults import is_environment_error
-from pipeline.manifest import Record, Reject, iter_jsonl, write_rejects
+from pipeline.manifest import Record, Reject, manifest_hours, write_rejects
 from pipeline.training.data import (
     AugmentOptions,
     BatchPlan,
@@ -322,13 +322,6 @@ class TrainingInputs:
 
 def amount(items: list[TrainItem]) -> dict[str, float]:
     return {"items": len(items), "hours": round(sum(i.duration for i in items) / 3600, 3)}
-
-
-def manifest_hours(manifest: Path) -> float:
-    """Hours of audio a manifest lists (its duration fields; nothing else is parsed or kept)."""
-    if not manifest.is_file():
-        return 0.0
-    return sum(float(obj.get("duration") or 0) for _, obj in iter_jsonl(manifest, [])) / 3600
 
 
 @dataclass(frozen=True)
