@@ -35,16 +35,10 @@ MODEL_CACHE = REPO / "data" / "random_models"  # random-weight models, made once
 LABEL_TOKENS = 32
 
 
-def vm_hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def worker(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from pipeline.procmem import proc_mb
     from pipeline.train_config import TrainConfig
     from pipeline.training.loss import WhisperSeq2SeqLoss
     from pipeline.training.model_setup import setup_model
@@ -85,7 +79,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         "device": device.type, "precision": precision, "s_per_step": round(walls[-1], 3),
         "first_step_s": round(walls[0], 3), "samples_per_s": round(batch / walls[-1], 3),
         "trainable_params": trainable, "total_params": bundle.total_params, "losses": [round(x, 4) for x in losses],
-        "peak_rss_mb": round(vm_hwm_mb(), 1),
+        "peak_rss_mb": round(proc_mb("VmHWM"), 1),
         "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
         # fp32 weights of the whole model + gradient + two AdamW moments per trainable parameter
         "arithmetic_mb": round((bundle.total_params * 4 + trainable * 12) / 2**20, 1),

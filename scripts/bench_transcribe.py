@@ -197,13 +197,14 @@ def peak_rss_mb() -> float:
     """This process's own peak RSS: /proc's VmHWM (per address space, so it starts afresh at exec), not
     ru_maxrss, which Linux carries over from the parent across fork + exec (every worker then showed the
     parent's peak, ~640 MB after it had exported the model)."""
+    from pipeline.procmem import proc_kb
+
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+        peak = proc_kb("self", ("VmHWM",)).get("VmHWM")
     except OSError:
-        pass
+        peak = None
+    if peak is not None:
+        return peak / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -140,17 +140,15 @@ async def _load(url: str, clips: list[Path], clients: int, requests: int, limit:
 
 def _peak_rss(pid: int) -> float:
     """The process's peak resident memory in MB (Linux VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    from pipeline.procmem import proc_mb
+
+    return proc_mb("VmHWM", pid)
 
 
 def _rss(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    from pipeline.procmem import proc_mb
+
+    return proc_mb("VmRSS", pid)
 
 
 def _profile_memory(url: str, clip: Path, pid: int, names: list[str]) -> list[tuple[str, float]]:

@@ -110,19 +110,11 @@ def write_manifest(path: Path, lines: int, clips: list[str], texts: list[tuple[s
 # ------------------------------------------------------------------------------------------ measuring
 
 
-def _kb(path: str, keys: tuple[str, ...]) -> dict[str, int]:
-    out = {}
-    with open(path, encoding="ascii", errors="replace") as handle:
-        for line in handle:
-            name, _, rest = line.partition(":")
-            if name in keys:
-                out[name] = int(rest.split()[0])
-    return out
-
-
 def watch(cmd: list[str], log: Path, interval: float = 0.2) -> dict[str, Any]:
     """Run cmd; wall time, peak summed RSS/PSS of its process tree, VmHWM of each of its processes."""
     import psutil
+
+    from pipeline.procmem import proc_kb
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     start = time.monotonic()
@@ -137,8 +129,8 @@ def watch(cmd: list[str], log: Path, interval: float = 0.2) -> dict[str, Any]:
             tree = []
         for p in tree:
             try:
-                status = _kb(f"/proc/{p.pid}/status", ("VmRSS", "VmHWM"))
-                pss += _kb(f"/proc/{p.pid}/smaps_rollup", ("Pss",)).get("Pss", 0)
+                status = proc_kb(p.pid, ("VmRSS", "VmHWM"))
+                pss += proc_kb(p.pid, ("Pss",), "smaps_rollup").get("Pss", 0)
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
             rss += status.get("VmRSS", 0)
