@@ -166,8 +166,19 @@ def invalidate_stamp(config: Config, name: str) -> None:
 
 def run_all(config: Config, force: Iterable[str] = (), only: Iterable[str] = ()) -> dict[str, Any]:
     """Run every stage of `dictune run` in order, skipping those whose stamp matches."""
+    force, only = _stage_names(force, "--force", ("all",)), _stage_names(only, "--only")
     with hold_work_dir(config.work_path):
-        return _run_all(config, set(force), set(only))
+        return _run_all(config, force, only)
+
+
+def _stage_names(values: Iterable[str], flag: str, extra: tuple[str, ...] = ()) -> set[str]:
+    """Stage names given once each or comma-separated; an unknown name is an error, not a silent no-op."""
+    names = {n.strip() for v in values for n in v.split(",") if n.strip()}
+    known = [spec.name for spec in STAGES if spec.in_run]
+    unknown = sorted(names - set(known) - set(extra))
+    if unknown:
+        raise DictuneError(f"{flag}: unknown stage {', '.join(unknown)}; stages: {', '.join([*known, *extra])}")
+    return names
 
 
 def _run_all(config: Config, force: set[str], only: set[str]) -> dict[str, Any]:
