@@ -84,6 +84,8 @@ class Alignment:
     word_token: tuple[int, ...]  # token index of each normalized reference word
     hyp_times: tuple[float, ...]  # middle of each normalized hypothesis word (s)
     ops: tuple[EditOp, ...]
+    hyp_words: tuple[str, ...] = ()  # the normalized hypothesis words
+    hyp_spans: tuple[tuple[float, float], ...] = ()  # (start, end) of each (s)
 
     @property
     def n_ref_words(self) -> int:
@@ -274,7 +276,10 @@ def align(
     hyp_times = tuple((h.start + h.end) / 2 for h in hyp)
     token_times = _token_times(tokens, word_token, middles)
     token_spans = _token_spans(tokens, word_token, middles, ops, hyp_times, token_times)
-    return Alignment(tuple(tokens), token_times, token_spans, word_token, hyp_times, tuple(ops))
+    return Alignment(
+        tuple(tokens), token_times, token_spans, word_token, hyp_times, tuple(ops),
+        tuple(h.text for h in hyp), tuple((h.start, h.end) for h in hyp),
+    )  # fmt: skip
 
 
 def _word_spans(

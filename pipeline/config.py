@@ -17,6 +17,12 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.synth_config import (  # noqa: F401  (re-exported: the config sections live here)
+    DEFAULT_TRAIN_VOICES,
+    ArchiveSynthConfig,
+    FinalReportsConfig,
+    SynthesizeConfig,
+)
 from pipeline.train_config import TrainConfig
 from pipeline.typed_yaml import apply_overrides, build
 
@@ -35,82 +41,6 @@ class SourceConfig:
     path: str  # NeMo JSONL, CSV/TSV, HF audiofolder (metadata.csv) or a directory of audio + .txt
     format: str = "auto"  # auto | jsonl | csv | tsv | audiofolder | directory | corrections (serve)
     root: str | None = None  # audio must lie inside this folder; default: the source's own folder
-
-
-# Train voices -> relative share of renderings: fast engines carry the bulk, Kokoro (natural, ~1.4x real
-# time on one core) a small share. No speaker here may appear in SynthesizeConfig.test_voices. espeak-ng is
-# left out: tiny.en general WER 19-27 % on it (> 15 %). Dropping the two kokoro voices saves ~1/4 of the time.
-DEFAULT_TRAIN_VOICES = {
-    "piper:joe@0.9": 2.0,
-    "piper:joe@1.15": 2.0,
-    "flite:slt@1": 1.0,
-    "flite:rms@1": 1.0,
-    "flite:rms@1.2": 0.5,
-    "flite:kal16@0.9": 0.5,
-    "festival:slt_hts@1.1": 1.0,
-    "kokoro:am_michael@1.1": 0.25,
-    "kokoro:bf_emma@1.1": 0.25,
-}
-
-
-@dataclass(frozen=True)
-class ArchiveSynthConfig:
-    """Training audio from a report archive (pipeline/tts/archive.py): its sentences read by train voices."""
-
-    path: str  # a folder of .txt reports, a .jsonl (one report a line) or a .csv / .tsv file
-    fields: tuple[str, ...] = ("text",)  # JSONL fields / CSV columns holding the report text
-    minutes: float = 10.0  # audio budget (estimated at 2.5 words a second before rendering)
-    repeats: int = 3  # renderings each lexicon term should get (demo training text included)
-    voices: int = 2  # most distinct train voices reading one archive sentence
-    priority_weight: float = 10.0  # a term the training text lacks counts this many times in the selection
-    max_words: int = 60  # longer sentences are rejected (a synthesizer reads them poorly)
-    manifest: str = "archive.jsonl"  # written to synthesize.manifest_dir
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.minutes <= 0 or self.repeats < 1 or self.voices < 1 or self.max_words < 1:
-            out.append("synthesize.archive: minutes must be > 0 and repeats, voices, max_words >= 1")
-        if self.priority_weight < 1:
-            out.append("synthesize.archive.priority_weight: must be >= 1")
-        if not self.fields:
-            out.append("synthesize.archive.fields: name at least one field or column")
-        return out
-
-
-@dataclass(frozen=True)
-class SynthesizeConfig:
-    corpus_dir: str = "data_manifests/radiology_demo/corpus"  # sentences.tsv, reports.jsonl, general.tsv
-    manifest_dir: str = "data_manifests/radiology_demo"  # committed text manifests are written here
-    audio_dir: str = "data/radiology_demo/audio"  # generated audio (git-ignored)
-    test_fraction: float = 0.15  # share of sentences (without a held-out term) held out for test
-    # share of the corpus's lexicon terms held out of all training text: their sentences are read by the
-    # test voices as test_unseen (pipeline/tts/heldout.py; 0 = none); candidates occur in at most
-    # unseen_max_sentences sentences
-    unseen_term_share: float = 0.15
-    unseen_max_sentences: int = 4
-    test_unseen_sentences: int = 90  # test_unseen sentences read (seeded; the rest are in no split; 0 = all)
-    dev_fraction: float = 0.1  # share of the remaining sentences used for dev
-    voices_dir: str = "data/voices"  # install-time TTS assets (scripts/setup_voices.py; git-ignored)
-    # "engine:name@rate" -> relative share of the train/dev/long-train renderings (fast engines mostly)
-    train_voices: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TRAIN_VOICES))
-    train_renderings: int = 2  # distinct train speakers reading each train sentence (dev: 1)
-    # held-out voices (no speaker shared with train) for test, test_general and the long demo reports
-    test_voices: tuple[str, ...] = ("kokoro:af_heart@1", "kokoro:bm_george@1", "flite:awb@1")
-    test_renderings: int = 1  # test voices reading each test sentence
-    # plain-English sentences read by test voices for test_general (0 = all of general.tsv); the rest are
-    # read by train voices as general_dev (general WER during training, replay against forgetting)
-    general_sentences: int = 45
-    commands_fraction: float = 0.25  # share of train/dev sentence renderings dictated with spoken punctuation
-    long_train_reports: int = 12  # whole reports read (with commands) by train voices; segment cuts them
-    long_demo_reports: int = 3  # whole reports read by test voices for the transcription demo
-    long_min_seconds: float = 45.0  # a long rendering outside [min, max] seconds is rejected
-    long_max_seconds: float = 180.0  # (upper bound of that range)
-    workers: int = 2  # rendering processes (1 = render in this process)
-    augment_fraction: float = 0.0  # share of train/dev renderings augmented (0 = augmentation off)
-    augment_kinds: tuple[str, ...] = ("reverb", "noise")  # drawn per augmented rendering; also "telephone"
-    augment_snr_db: tuple[float, float] = (15.0, 30.0)  # coloured-noise SNR range, dB
-    augment_rt60: tuple[float, float] = (0.2, 0.6)  # simulated-room reverberation time range, seconds
-    archive: ArchiveSynthConfig | None = None  # a report archive read by train voices (archive.jsonl)
 
 
 @dataclass(frozen=True)
@@ -136,6 +66,14 @@ class SegmentConfig:
     speech_pad_ms: int = 30  # silero-vad padding added to each side of a speech region
     edge_pad_seconds: float = 0.2  # silence kept before the first and after the last speech region
     beam_size: int = 1  # base-model beam width for the word timestamps (1 = greedy)
+    # sources whose transcripts are final signed reports, not what was said: every item keeps only the
+    # sentences its audio supports (pipeline/verify.py), with these thresholds
+    verify_sources: tuple[str, ...] = ()
+    verify_min_support: float = 0.5  # share of a sentence's words the base model must match
+    verify_max_wer: float = 0.6  # a sentence's base-model WER, at most
+    verify_max_gap_words: int = 2  # this many unreported words between two sentences separate them
+    verify_min_share: float = 0.5  # an item whose verified share of report words is lower is rejected
+    verify_min_seconds: float = 1.0  # shorter verified pieces are dropped
 
 
 @dataclass(frozen=True)
@@ -286,6 +224,10 @@ class CurveConfig:
     term_metric: str = "b_wer"  # domain metric on the curve: b_wer | term_error (1 - term recall) | wer
     workers: int = 1  # points trained and scored at once, each in its own process (1 = in this process)
     keep_models: bool = False  # keep each point's merged/ model (its small adapter/ is always kept)
+    # data-quality arms over other pools: arm name -> training manifest (e.g. verbatim / raw / verified
+    # versions of the same recordings). Each fraction's budget is that share of the SMALLEST pool's audio,
+    # the same for every arm; replaces the random/clean arms over the train split
+    pools: dict[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """Value checks of this section, each with its dotted key."""
@@ -298,6 +240,10 @@ class CurveConfig:
             out.append("curve.seeds / curve.workers: must be >= 1")
         if not 0.0 < self.quality_drop_fraction < 1.0:
             out.append("curve.quality_drop_fraction: must be in (0, 1)")
+        if self.pools and len(self.pools) < 2:
+            out.append("curve.pools: name at least two pools to compare (arm name -> manifest)")
+        if any(name in ("random", "clean") for name in self.pools):
+            out.append("curve.pools: 'random' and 'clean' are the built-in arms' names; call the pools otherwise")
         if self.term_metric not in CURVE_METRICS:
             out.append(f"curve.term_metric: must be one of {', '.join(CURVE_METRICS)}, got {self.term_metric!r}")
         return out
@@ -416,6 +362,8 @@ def validate(config: Config) -> list[str]:
     problems += config.serve.problems()
     if config.synthesize is not None and config.synthesize.archive is not None:
         problems += config.synthesize.archive.problems()
+    if config.synthesize is not None and config.synthesize.final_reports is not None:
+        problems += config.synthesize.final_reports.problems()
     names = [s.name for s in config.ingest.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"ingest.sources: name {dup!r} is used twice")

@@ -133,7 +133,8 @@ def segment_manifest(
     from tqdm.auto import tqdm
 
     rows = [(line, Record.from_dict(obj)) for line, obj in iter_jsonl(manifest)]
-    long_ids = {r.id for _, r in rows if r.duration > options.max_seconds}
+    verify = split in options.verify_sources  # final reports: every item is verified, short ones too
+    long_ids = {r.id for _, r in rows if verify or r.duration > options.max_seconds}
     audio_dir = (out_dir / AUDIO_DIR / split).resolve()
     result = ManifestResult()
     pieces: dict[str, list[Record]] = {}
@@ -142,7 +143,7 @@ def segment_manifest(
         for line, record in rows:
             if record.id not in long_ids:
                 continue
-            item = cut_item(record, timer, options, _Writer(Path(tmp), audio_dir))
+            item = cut_item(record, timer, options, _Writer(Path(tmp), audio_dir), verify)
             pieces[record.id] = item.records
             result.cut += 1
             result.rejects += [
@@ -189,9 +190,13 @@ class ItemPlan:
     segments: tuple[alignment.SegmentText, ...] = ()  # empty when the item is rejected whole
     reason: str | None = None  # why the item cannot be cut
     matched_fraction: float = 0.0  # reference words matched exactly by the hypothesis
+    verified_share: float | None = None  # final reports only: share of the report's words kept
+    dropped: tuple[tuple[str, str], ...] = ()  # final reports only: (sentences, reason) not kept
 
 
-def cut_item(record: Record, timer: WordTimer, options: SegmentConfig, writer: _Writer) -> ItemResult:
+def cut_item(
+    record: Record, timer: WordTimer, options: SegmentConfig, writer: _Writer, verify: bool = False
+) -> ItemResult:
     """Decode, plan and write one long item; every piece is either kept or rejected with its numbers."""
     from pipeline.audio import AudioError, load_mono
 
@@ -202,7 +207,10 @@ def cut_item(record: Record, timer: WordTimer, options: SegmentConfig, writer: _
     except AudioError as e:
         plan = ItemPlan(reason=f"cannot decode the audio ({e})")
     else:
-        plan = plan_item(record.text, samples, timer, options)
+        plan = plan_item(record.text, samples, timer, options, verify)
+    for where, why in plan.dropped:
+        result.rejects.append((record.id, f"{where}: {why}"))
+        result.plan.append({"parent_id": record.id, "kept": False, "sentences": where, "reason": why})
     if plan.reason:
         logger.debug("segment %s: rejected whole: %s", record.id, plan.reason)
         result.rejects.append((record.id, plan.reason))
@@ -220,7 +228,10 @@ def cut_item(record: Record, timer: WordTimer, options: SegmentConfig, writer: _
         lo = round(seg.start * SAMPLE_RATE)
         hi = min(round(seg.end * SAMPLE_RATE), lo + math.floor(options.max_seconds * SAMPLE_RATE))
         path = writer.write(piece_id, samples[lo:hi])
-        result.records.append(_piece_record(record, piece_id, path, seg, (hi - lo) / SAMPLE_RATE))
+        piece = _piece_record(record, piece_id, path, seg, (hi - lo) / SAMPLE_RATE)
+        if plan.verified_share is not None:
+            piece.extra["verified_share"] = round(plan.verified_share, 4)
+        result.records.append(piece)
         result.plan.append({**row, "kept": True})
     logger.debug("segment %s: %d pieces, texts %s", record.id, count, [s.text for s in plan.segments])
     return result
@@ -272,8 +283,12 @@ def _piece_record(
     return Record(piece_id, str(path), round(seconds, 4), seg.text, speaker=parent.speaker, extra=extra)
 
 
-def plan_item(text: str, samples: np.ndarray, timer: WordTimer, options: SegmentConfig) -> ItemPlan:
-    """VAD pauses + timed words + alignment -> the pieces of one item, or the reason it cannot be cut."""
+def plan_item(
+    text: str, samples: np.ndarray, timer: WordTimer, options: SegmentConfig, verify: bool = False
+) -> ItemPlan:
+    """VAD pauses + timed words + alignment -> the pieces of one item, or the reason it cannot be cut.
+    `verify`: the text is a final report, not a verbatim transcript: keep only the spans the audio
+    supports (pipeline/verify.py)."""
     from pipeline.scoring_form import normalize_for_scoring
 
     duration = len(samples) / SAMPLE_RATE
@@ -295,6 +310,8 @@ def plan_item(text: str, samples: np.ndarray, timer: WordTimer, options: Segment
     start = max(0.0, regions[0][0] - options.edge_pad_seconds)
     end = min(duration, regions[-1][1] + options.edge_pad_seconds)
     pauses = [(a[1], b[0]) for a, b in itertools.pairwise(regions)]
+    if verify:
+        return _plan_verified(text, aligned, pauses, duration, options)
     candidates = alignment.candidate_cuts(pauses, aligned)
     bounds = alignment.choose_cuts(candidates, start, end, options.max_seconds, options.min_seconds)
     if bounds is None and options.min_seconds > 0:
@@ -307,6 +324,16 @@ def plan_item(text: str, samples: np.ndarray, timer: WordTimer, options: Segment
         )
     segments = alignment.assign_segments(text, aligned, bounds)
     return ItemPlan(tuple(segments), None, aligned.matched_fraction)
+
+
+def _plan_verified(text: str, aligned, pauses, duration: float, options: SegmentConfig) -> ItemPlan:
+    from pipeline.verify import VerifyOptions, plan_verified
+
+    verified = plan_verified(text, aligned, pauses, duration, VerifyOptions(
+        options.verify_min_support, options.verify_max_wer, options.verify_max_gap_words,
+        options.verify_min_share, options.max_seconds, options.verify_min_seconds, options.edge_pad_seconds,
+    ))  # fmt: skip
+    return ItemPlan(verified.segments, verified.reason, aligned.matched_fraction, verified.share, verified.dropped)
 
 
 @functools.lru_cache(maxsize=1)

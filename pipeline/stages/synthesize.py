@@ -10,6 +10,7 @@ long_max_seconds], is left out of the manifests and listed in <work_dir>/synthes
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -39,6 +40,9 @@ def inputs(config: Config) -> list[Path]:
     paths += [Path(cfg.manifest_dir) / f"{split}.jsonl" for split in SPLITS]
     if cfg.archive is not None:
         paths += [Path(cfg.archive.path), Path(cfg.manifest_dir) / cfg.archive.manifest]
+    if cfg.final_reports is not None:
+        final = cfg.final_reports
+        paths += [Path(cfg.manifest_dir) / n for n in (final.manifest, final.verbatim_manifest, final.truth)]
     return paths + ([Path(cfg.audio_dir)] if Path(cfg.audio_dir).exists() else [])
 
 
@@ -64,6 +68,9 @@ def run(config: Config) -> dict[str, Any]:
     durations, results, reused = _render_missing(items, cfg)
     records, rejects = _collect(items, durations, results, cfg)
     for split, rows in records.items():
+        if split == "long_final":
+            _write_final(rows, items, cfg)
+            continue
         name = cfg.archive.manifest if split == "archive" else f"{split}.jsonl"
         write_manifest(Path(cfg.manifest_dir) / name, rows)
     if archive is not None:
@@ -89,6 +96,30 @@ def run(config: Config) -> dict[str, Any]:
         summary["seconds"],
     )
     return summary
+
+
+def _write_final(verbatim: list[Record], items, cfg: SynthesizeConfig) -> None:
+    """The long_final recordings three ways: with their final reports (what an archive holds), with what
+    was said, and the truth (edits, and per report token whether it was said there)."""
+    import dataclasses
+
+    from pipeline.files import atomic_write_text
+
+    final = cfg.final_reports
+    reports = {item.id: item.final for item in items if item.final is not None}
+    filed = [
+        dataclasses.replace(r, text=reports[r.id].report, extra={**r.extra, "transcript": "final"})
+        for r in verbatim
+    ]
+    truth = [
+        {"id": r.id, "edits": [dataclasses.asdict(e) for e in reports[r.id].edits],
+         "spoken": "".join("1" if f else "0" for f in reports[r.id].spoken)}
+        for r in verbatim
+    ]  # fmt: skip
+    out = Path(cfg.manifest_dir)
+    write_manifest(out / final.manifest, filed)
+    write_manifest(out / final.verbatim_manifest, [dataclasses.replace(r, extra={**r.extra, "transcript": "verbatim"}) for r in verbatim])
+    atomic_write_text(out / final.truth, "".join(json.dumps(row) + "\n" for row in truth))
 
 
 def _held_out(config: Config, corpus) -> tuple[Any, Any]:
@@ -234,15 +265,16 @@ def _collect(items, durations, results, cfg: SynthesizeConfig):
     from pipeline.tts.plan import SPLITS
 
     records: dict[str, list[Record]] = {split: [] for split in SPLITS}
-    if any(item.split == "archive" for item in items):
-        records["archive"] = []
+    for extra_split in ("archive", "long_final"):
+        if any(item.split == extra_split for item in items):
+            records[extra_split] = []
     rejects = []
     for item in items:
         duration = durations.get(item.id)
         reason = errors.get(item.id, "not rendered") if duration is None else None
         if (
             reason is None
-            and item.split in ("long", "long_demo")
+            and item.split in ("long", "long_demo", "long_final")
             and not cfg.long_min_seconds <= duration <= cfg.long_max_seconds
         ):
             reason = (
@@ -270,7 +302,7 @@ def _summary(records, rejects, results, cfg: SynthesizeConfig, seconds: float) -
             "hours": round(sum(r.duration for r in rows) / 3600, 3),
             "voices": dict(sorted(Counter(r.extra["voice"] for r in rows).items())),
         }
-        if split in ("long", "long_demo"):
+        if split in ("long", "long_demo", "long_final"):
             splits[split]["split_use"] = dict(Counter(r.extra["split_use"] for r in rows))
     speed: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for r in results:

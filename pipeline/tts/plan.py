@@ -15,6 +15,9 @@ the config and the seed, and adding a sentence does not move any other sentence 
     long          whole reports dictated with spoken commands by train voices (split_use "train"):
                   cut by segment into training data
     long_demo     whole reports read by test voices (split_use "demo"): the transcription demo
+    long_final    (synthesize.final_reports only) train-eligible reports dictated by train voices and filed
+                  with their final signed report (pipeline/tts/final_reports.py): what was said is spoken,
+                  the final report is the transcript an archive would hold
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pipeline.config import SynthesizeConfig
 from pipeline.errors import ConfigError, DictuneError
 from pipeline.tts import Voice, parse_voice
 from pipeline.tts.corpus import Corpus, Passage, sentence_key, split_sentences
+from pipeline.tts.final_reports import FinalReport, final_report
 
 SPLITS = ("train", "dev", "test", "test_unseen", "test_general", "general_dev", "long", "long_demo")
 AUGMENT_KINDS = ("reverb", "noise", "telephone")
@@ -51,6 +55,7 @@ class PlanItem:
     seed: int  # per-item seed (piper noise, augmentation)
     split_use: str | None = None  # long split only: "train" or "demo"
     augment: tuple[str, float] | None = None  # ("reverb", rt60 s) | ("noise", snr dB) | ("telephone", 0)
+    final: FinalReport | None = None  # long_final only: the report filed with it (passage.text was said)
 
     @property
     def id(self) -> str:
@@ -135,11 +140,11 @@ class _Planner:
         self.train_voices, self.test_voices = parse_voices(cfg)
         self.items: list[PlanItem] = []
 
-    def add(self, split, passage, voice, commands, split_use=None, augment=None) -> None:
+    def add(self, split, passage, voice, commands, split_use=None, augment=None, final=None) -> None:
         spoken = self.to_spoken(passage.text, commands=commands)
         spoken = with_pauses(spoken) if commands else spoken
         seed = item_seed(self.seed, split, passage.id, voice.spec)
-        self.items.append(PlanItem(split, passage, voice, spoken, commands, seed, split_use, augment))
+        self.items.append(PlanItem(split, passage, voice, spoken, commands, seed, split_use, augment, final))
 
     def augment_for(self, passage: Passage, voice: Voice) -> tuple[str, float] | None:
         cfg = self.cfg
@@ -218,3 +223,21 @@ def _plan_long(planner: _Planner, corpus: Corpus, test_ids: set[str], unseen: Ca
         rng = random.Random(item_seed(seed, "voices", report.id))
         voice = draw_voices(planner.train_voices, 1, rng)[0]
         planner.add("long", report, voice, True, split_use="train")
+    if cfg.final_reports is not None:
+        forbidden = lambda text: sentence_key(text) in held_out or unseen(text)
+        _plan_final(planner, clean, forbidden)
+
+
+def _plan_final(planner: _Planner, clean: list[Passage], forbidden: Callable[[str], bool]) -> None:
+    """long_final: each chosen report dictated by `voices` train speakers, each recording filed with its own
+    draw of edits (a mismatched recording gets another chosen report of the same exam type)."""
+    cfg, seed = planner.cfg.final_reports, planner.seed
+    chosen = clean[: cfg.reports]
+    for report in chosen:
+        others = [r.text for r in chosen if r.modality == report.modality and r.id != report.id]
+        rng = random.Random(item_seed(seed, "final-voices", report.id))
+        for voice in draw_voices(planner.train_voices, cfg.voices, rng):
+            key = f"{report.id}.{voice.spec}"
+            final = final_report(key, report.text, cfg.rates, cfg.share, seed, others, forbidden)
+            said = Passage(f"{report.id}-final", final.dictated, "report", report.source, report.line, report.modality)
+            planner.add("long_final", said, voice, True, split_use="train", final=final)
