@@ -64,6 +64,12 @@ class Difference:
         return asdict(self)
 
 
+def utterance_matrix(scores: Scores) -> np.ndarray:
+    """One row of counts per utterance of `scores` (rows of several runs on the same utterances can be summed:
+    a resample then keeps each utterance's runs together)."""
+    return _matrix(scores.per_utterance)
+
+
 def _matrix(per_utt: Sequence[UtteranceScore]) -> np.ndarray:
     rows = []
     for u in per_utt:
@@ -115,6 +121,15 @@ def paired_bootstrap(
         if b.groups != a.groups:
             raise ValueError("paired bootstrap by report needs both systems scored with the same report ids")
         ma, mb = _by_report(ma, a.groups), _by_report(mb, a.groups)
+    return matrix_bootstrap(ma, mb, names, samples, seed)
+
+
+def matrix_bootstrap(
+    ma: np.ndarray, mb: np.ndarray, names: Sequence[str], samples: int, seed: int
+) -> dict[str, Difference]:
+    """paired_bootstrap on count matrices (rows: utterances or reports, the same row order for both)."""
+    if ma.shape != mb.shape:
+        raise ValueError("paired bootstrap needs the same rows for both systems")
     n = len(ma)
     rng = np.random.default_rng(seed)
     weights = (

@@ -216,7 +216,13 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
         "base": {"b_wer": 0.40, "general_wer": 0.04},
         "base+prompt": {"b_wer": 0.33, "general_wer": 0.05},
     }
-    curve = build_curve(_meta(quality), baselines, points, 123.0)
+    comparisons = [  # as pipeline.curve.pools.compare_arms writes them
+        {"fraction": 0.2, "arm": "clean", "reference": "random", "split": "test", "metric": "b_wer", "draws": 2,
+         "a": 0.29, "b": 0.25, "delta": -0.04, "ci_low": -0.07, "ci_high": -0.01, "verdict": "better"},
+        {"fraction": 1.0, "arm": "clean", "reference": "random", "split": "test", "metric": "b_wer", "draws": 2,
+         "a": 0.20, "b": 0.25, "delta": 0.05, "ci_low": -0.01, "ci_high": 0.11, "verdict": "no difference shown"},
+    ]  # fmt: skip
+    curve = build_curve(_meta(quality), baselines, points, 123.0, comparisons)
     text = " ".join(curve["sentences"])
     assert curve["sentences"][0] == (
         "With 60 minutes of dictation (100 utterances), term error (B-WER) falls from "
@@ -225,14 +231,14 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
     assert "Half of that gain already comes with 12 minutes (term error (B-WER) 29.0%)" in text
     assert "training beats it from 12 minutes on" in text  # 29% < the prompt's 33%
     assert "still falling (9.0 points from 12 minutes to 60 minutes)" in text
-    assert (
-        "with the same audio budget, gives term error (B-WER) (clean against random) 12 minutes: 25.0% against "
-        "29.0%: cleaning helped at every amount." in text  # the draws' ranges (24-26, 28-30) do not meet
-    )
-    assert (
-        "All the clean data (48 minutes) gives term error (B-WER) 25.0% against 20.0% for all the data "
-        "(60 minutes): bigger beats cleaner."
-    ) in text
+    # the quality verdict comes from the intervals only: "better" where the interval excludes zero
+    assert "20% budget: 25.0% against 29.0%, difference -4.0 pt [-7.0, -1.0]: better" in text
+    assert "100% budget: 25.0% against 20.0%, difference +5.0 pt [-1.0, +11.0]: no difference shown" in text
+    assert "bigger beats cleaner" not in text and "cleaning helped" not in text
+    write_curve(curve, tmp_path / "q")
+    assert "| 20% | clean | test | b_wer | 29.0 | 25.0 | -4.0 [-7.0, -1.0] | 2 | better |" in (
+        tmp_path / "q" / "curve.md"
+    ).read_text()
     assert "General WER (plain English, test_general) rises from 4.0% to 5.0% at 60 minutes." in text
     rows = {(r["arm"], r["fraction"]): r for r in curve["summary"]}
     assert rows[("random", 1.0)]["term"] == pytest.approx({"mean": 0.20, "min": 0.19, "max": 0.21})
@@ -429,17 +435,75 @@ def test_extra_training_manifests_join_the_pool_and_each_point_trains_on_its_sub
     assert point.train.eval_steps == 0, "one dev evaluation, at the end: each point is the model after max_steps"
 
 
-def test_the_quality_sentence_weighs_every_equal_budget_not_one():
+def test_the_quality_sentence_weighs_every_equal_budget_and_claims_only_what_the_intervals_show():
     points = [_point("random", f, d, f, b) for f, d, b in [(0.2, 0, 0.30), (0.5, 0, 0.22), (1.0, 0, 0.18)]]
     points += [_point("clean", f, d, f, b) for f, d, b in [(0.2, 0, 0.32), (0.5, 0, 0.20)]]
     points += [_point("clean", 1.0, 0, 0.9, 0.19, met=False)]
     quality = {"scored_items": 40, "removed_items": 10, "removed_hours": 0.1, "drop_fraction": 0.25,
                "threshold": 0.4, "key": "alignment_wer"}  # fmt: skip
-    curve = build_curve(
-        dict(_meta(quality), seeds=1, fractions=[0.2, 0.5, 1.0]), {"base": {"b_wer": 0.4}}, points, 1.0
-    )
+    meta = dict(_meta(quality), seeds=1, fractions=[0.2, 0.5, 1.0])
+    # no intervals, no verdict: the spread of draws is not a confidence interval
+    curve = build_curve(meta, {"base": {"b_wer": 0.4}}, points, 1.0)
+    assert not any("alignment-scored" in s for s in curve["sentences"])
+    rows = [
+        {"fraction": f, "arm": "clean", "reference": "random", "split": "test", "metric": "b_wer", "draws": 1,
+         "a": a, "b": b, "delta": b - a, "ci_low": b - a - 0.05, "ci_high": b - a + 0.05, "verdict": "no difference shown"}
+        for f, a, b in [(0.2, 0.30, 0.32), (0.5, 0.22, 0.20), (1.0, 0.18, 0.19)]
+    ]  # fmt: skip
+    rows.append(dict(rows[0], metric="wer", verdict="worse"))  # another metric: not the curve's
+    curve = build_curve(meta, {"base": {"b_wer": 0.4}}, points, 1.0, rows)
     text = " ".join(curve["sentences"])
-    assert "12 minutes: 32.0% against 30.0%; 30 minutes: 20.0% against 22.0%" in text
-    assert "no consistent effect (lower at 1, higher at 1 of 2 amounts)" in text
-    assert "All the clean data (54 minutes) gives term error (B-WER) 19.0% against 18.0%" in text
-    assert "bigger beats cleaner" in text
+    for budget, b, a in [("20%", "32.0%", "30.0%"), ("50%", "20.0%", "22.0%"), ("100%", "19.0%", "18.0%")]:
+        assert f"{budget} budget: {b} against {a}, difference" in text
+    assert text.count("no difference shown") == 3 and "worse" not in text
+
+
+# ---------------------------------------------------------------------------------------------- pools
+
+
+def _rec(rid, seconds):
+    from pipeline.manifest import Record
+
+    return Record(rid, f"/a/{rid}.wav", seconds, "text")
+
+
+def test_pool_arms_get_the_same_budget_from_the_smallest_pool():
+    from pipeline.curve.pools import plan_pool_subsets
+
+    pools = {
+        "verbatim": [_rec(f"v{i}", 10.0) for i in range(20)],  # 200 s
+        "verified": [_rec(f"v{i}", 5.0) for i in range(20)],  # 100 s: the smallest
+    }
+    subsets = plan_pool_subsets(pools, [0.5, 1.0], draws=3, seed=7)
+    assert len(subsets) == 2 * 2 * 3
+    for s in subsets:
+        assert s.budget_seconds == pytest.approx(s.fraction * 100.0)
+        assert s.seconds <= s.budget_seconds + 1e-6
+    half = {(s.arm, s.draw): s for s in subsets if s.fraction == 0.5}
+    assert half[("verbatim", 0)].seconds == pytest.approx(50.0) and half[("verified", 0)].seconds == pytest.approx(50.0)
+    assert half[("verbatim", 0)].ids != half[("verbatim", 1)].ids  # draws differ
+    with pytest.raises(ValueError):
+        plan_pool_subsets({"only": pools["verbatim"]}, [1.0], 1, 7)
+
+
+def test_arm_verdicts_need_the_whole_interval_on_one_side():
+    import numpy as np
+
+    from pipeline.bootstrap import matrix_bootstrap
+    from pipeline.curve.pools import verdict
+
+    assert verdict(0.01, 0.05) == "worse" and verdict(-0.05, -0.01) == "better"
+    assert verdict(-0.01, 0.05) == "no difference shown" and verdict(None, None) == "not measurable"
+    rng = np.random.default_rng(0)
+    n = 200
+    ref = np.zeros((n, 18))
+    ref[:, 1] = 10  # w_ref: 10 words per utterance
+    ref[:, 0] = rng.binomial(10, 0.1, n)  # ~10% WER
+    much_worse = ref.copy()
+    much_worse[:, 0] = rng.binomial(10, 0.3, n)
+    same = ref.copy()
+    same[:, 0] = rng.binomial(10, 0.1, n)
+    d = matrix_bootstrap(ref, much_worse, ["wer"], 500, 1)["wer"]
+    assert verdict(d.ci_low, d.ci_high) == "worse" and d.delta == pytest.approx(d.b - d.a)
+    d = matrix_bootstrap(ref, same, ["wer"], 500, 1)["wer"]
+    assert d.ci_low < 0 < d.ci_high  # two draws of the same error rate

@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.curve.pools import comparison_markdown
 from pipeline.files import atomic_write_text
 
 METRIC_LABELS = {
@@ -70,7 +71,7 @@ def _spread(values: list[float | None]) -> dict[str, float] | None:
 def summarize(points: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """One row per (arm, fraction): mean hours and items, and the term metric / general WER over draws."""
     rows = []
-    for arm in ("random", "clean"):
+    for arm in dict.fromkeys(p["arm"] for p in points):
         for fraction in sorted({p["fraction"] for p in points if p["arm"] == arm}):
             group = [p for p in points if p["arm"] == arm and p["fraction"] == fraction]
             rows.append({
@@ -85,10 +86,15 @@ def summarize(points: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]
 
 
 def build_curve(
-    meta: dict[str, Any], baselines: dict[str, dict], points: list[dict[str, Any]], wall_seconds: float
+    meta: dict[str, Any],
+    baselines: dict[str, dict],
+    points: list[dict[str, Any]],
+    wall_seconds: float,
+    comparisons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """curve.json: meta, baselines, points, the per-(arm, fraction) summary and the sentences."""
-    curve = dict(meta, baselines=baselines, points=points)
+    """curve.json: meta, baselines, points, the per-(arm, fraction) summary, each arm against the first
+    (pipeline.curve.pools.compare_arms: paired bootstrap intervals) and the sentences."""
+    curve = dict(meta, baselines=baselines, points=points, comparisons=comparisons or [])
     curve["summary"] = summarize(points, meta["term_metric"])
     curve["wall_seconds"] = round(wall_seconds, 1)
     curve["sentences"] = sentences(curve)
@@ -203,61 +209,24 @@ def _slope_sentence(curve: dict[str, Any], rows: list[dict[str, Any]]) -> list[s
 
 
 def _quality_sentence(curve: dict[str, Any], label: str) -> list[str]:
-    """Clean against random at every equal budget (not one chosen budget), then all clean data against
-    all data. A difference counts only when it exceeds SAME; "clearly" when the draws' ranges do not meet."""
+    """Clean against random at every equal budget, on the curve's metric: the difference with its paired
+    bootstrap interval, and a verdict only where the interval lies on one side of zero."""
     quality = curve.get("quality")
-    if not quality:
+    rows = [r for r in curve.get("comparisons", []) if r["arm"] == "clean" and r["metric"] == curve["term_metric"]
+            and r["split"] == curve["domain_split"]]  # fmt: skip
+    if not quality or not rows:
         return []
-    random = {r["fraction"]: r for r in curve["summary"] if r["arm"] == "random" and r["term"]}
-    clean = [r for r in curve["summary"] if r["arm"] == "clean" and r["term"] and r["fraction"] in random]
-    same_budget = [r for r in clean if r["budget_met"]]
     removed = (
         f"Removing the worst {100 * quality['drop_fraction']:.0f}% of alignment-scored segments "
         f"({quality['removed_items']} of {quality['scored_items']})"
     )
-    out = []
-    if same_budget:
-        pairs = [(r, random[r["fraction"]]) for r in same_budget]
-        lower = [c for c, o in pairs if c["term"]["mean"] < o["term"]["mean"] - SAME]
-        higher = [c for c, o in pairs if c["term"]["mean"] > o["term"]["mean"] + SAME]
-        clear = [
-            c for c, o in pairs if c["term"]["max"] < o["term"]["min"] or o["term"]["max"] < c["term"]["min"]
-        ]
-        details = "; ".join(
-            f"{_amount(curve, c['hours'])}: {_pct(c['term']['mean'])} against {_pct(o['term']['mean'])}"
-            for c, o in pairs
-        )
-        if len(lower) == len(pairs):
-            verdict = "cleaning helped at every amount" + (
-                "" if clear else ", within the spread across draws"
-            )
-        elif len(higher) == len(pairs):
-            verdict = "cleaning hurt at every amount" + ("" if clear else ", within the spread across draws")
-        elif not lower and not higher:
-            verdict = "cleaning made no difference"
-        else:
-            verdict = (
-                f"no consistent effect (lower at {len(lower)}, higher at {len(higher)} of {len(pairs)} amounts): "
-                "on this data, collecting more dictation does more than cleaning it"
-            )
-        out.append(
-            f"{removed}, with the same audio budget, gives {label} (clean against random) {details}: {verdict}."
-        )
-    whole = [r for r in clean if not r["budget_met"]]
-    if whole:
-        row, full = whole[-1], random[max(random)]
-        a, b = row["term"]["mean"], full["term"]["mean"]
-        out.append(
-            f"All the clean data ({_amount(curve, row['hours'])}) gives {label} {_pct(a)} "
-            f"against {_pct(b)} for all the data ({_amount(curve, full['hours'])}): {_bigger_or_cleaner(a, b)}."
-        )
-    return out
-
-
-def _bigger_or_cleaner(clean: float, everything: float) -> str:
-    if clean < everything - SAME:
-        return "cleaner beats bigger"
-    return "bigger beats cleaner" if clean > everything + SAME else "about the same"
+    details = "; ".join(
+        f"{100 * r['fraction']:g}% budget: {_pct(r['b'])} against {_pct(r['a'])}, difference "
+        f"{100 * r['delta']:+.1f} pt [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]: {r['verdict']}"
+        for r in rows if r["delta"] is not None and r["ci_low"] is not None
+    )  # fmt: skip
+    return [(f"{removed}, with the same audio budget, gives {label} (clean against random; draws pooled, 95% "
+            f"paired bootstrap over utterances) {details}.")]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -324,6 +293,7 @@ def render_markdown(curve: dict[str, Any], plot: str | None) -> str:
         ),
         _timing(curve),
     ]
+    lines += ["", *comparison_markdown(curve.get("comparisons", []))]
     if curve.get("notes"):
         lines += ["", "Notes:"] + [f"- {n}" for n in curve["notes"]]
     return "\n".join(lines) + "\n"
@@ -389,11 +359,11 @@ def _plot_panel(ax: Any, curve: dict[str, Any], key: str, factor: float) -> None
         if values.get(key) is not None and name in styles:
             color, style, label = styles[name]
             ax.axhline(100 * values[key], color=color, linestyle=style, label=label)
-    for arm in ("random", "clean"):
+    for number, arm in enumerate(dict.fromkeys(p["arm"] for p in curve["points"])):
         points = [p for p in curve["points"] if p["arm"] == arm and p["metrics"].get(key) is not None]
         if not points:
             continue
-        color = ARM_COLORS[arm]
+        color = ARM_COLORS.get(arm, f"C{number}")
         ax.scatter(
             [p["hours"] * factor for p in points],
             [100 * p["metrics"][key] for p in points],
@@ -410,7 +380,7 @@ def _plot_panel(ax: Any, curve: dict[str, Any], key: str, factor: float) -> None
             means.append(sum(values) / len(values))
             lows.append(min(values))
             highs.append(max(values))
-        ax.plot(xs, means, color=color, marker="o", label=ARM_LABELS[arm])
+        ax.plot(xs, means, color=color, marker="o", label=ARM_LABELS.get(arm, arm))
         if any(not math.isclose(lo, hi) for lo, hi in zip(lows, highs)):
             ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0)
 

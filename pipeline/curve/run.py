@@ -65,6 +65,7 @@ class PointJob:
 def run_curve(config: Config) -> dict[str, Any]:
     """Train and score every point, then write curve.json, curve.md and curve.png; returns curve.json's dict."""
     from pipeline.curve.plan import plan_subsets
+    from pipeline.curve.pools import compare_arms
     from pipeline.curve.report import build_curve, write_curve
     from pipeline.files import atomic_write_json
     from pipeline.manifest import write_rejects
@@ -85,9 +86,17 @@ def run_curve(config: Config) -> dict[str, Any]:
             f"curve: evaluate.splits {list(config.evaluate.splits)} has no domain split to score"
         )
     base_dir = Path(resolve_model(config.model.base, cache_dir=config.model.cache_dir))
-    records, train_path = _train_records(config)
-    quality, notes = _quality(config, records, out)
-    subsets = plan_subsets(records, config.curve.fractions, config.curve.seeds, config.seed, quality)
+    if config.curve.pools:
+        from pipeline.curve.pools import plan_pool_subsets, pool_records
+
+        pools = pool_records(config.curve.pools)
+        records, train_path = [r for rs in pools.values() for r in rs], Path(next(iter(config.curve.pools.values())))
+        quality, notes = None, [f"arms: the pools {', '.join(pools)} at equal budgets (curve.pools)"]
+        subsets = plan_pool_subsets(pools, config.curve.fractions, config.curve.seeds, config.seed)
+    else:
+        records, train_path = _train_records(config)
+        quality, notes = _quality(config, records, out)
+        subsets = plan_subsets(records, config.curve.fractions, config.curve.seeds, config.seed, quality)
     jobs = [_write_job(s, out) for s in subsets if s.same_as is None]
     logger.info(
         "curve: %d points to train (%d subsets, %d shared), %d training items, %.2f h",
@@ -101,7 +110,8 @@ def run_curve(config: Config) -> dict[str, Any]:
     results = _run_jobs(config, jobs, base_dir)
     points = [_point_row(config, s, results[s.same_as or s.id]) for s in subsets]
     meta = _meta(config, train_path, records, splits, options, quality, prompt, [*notes, *more_notes])
-    curve = build_curve(meta, baselines, points, time.monotonic() - start)
+    comparisons = compare_arms(config, splits, points, {j.id: j.dir for j in jobs}, options)
+    curve = build_curve(meta, baselines, points, time.monotonic() - start, comparisons)
     atomic_write_json(out / "curve.json", curve)
     written = write_curve(curve, out)
     logger.info(
