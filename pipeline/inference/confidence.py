@@ -131,7 +131,7 @@ def word_spans(formatted: str, words: Sequence[Word]) -> list[dict[str, Any]]:
         if j > 0 and placed[j - 1] is not None and placed[j - 1][0] == unit:
             spans[-1]["end"] = run.end()  # another run of the same word: "3.8", "L4-L5"
             continue
-        spans.append({"start": run.start(), "end": run.end(), "probability": round(probability, 4),
+        spans.append({"start": run.start(), "end": run.end(), "probability": float(f"{probability:.4g}"),
                       "corrected": corrected})  # fmt: skip
     for span in spans:
         span["word"] = formatted[span["start"] : span["end"]]
