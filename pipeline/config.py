@@ -266,6 +266,9 @@ class ServeConfig:
     max_upload_mb: float = 50.0  # larger uploads get 413 (counted while streaming, never buffered whole)
     max_seconds: float = 900.0  # longer audio gets 413
     store_dir: str | None = None  # corrections store (SQLite + audio); default <work_dir>/service
+    # the review page marks words whose probability (the decoder's, lowest over their tokens; greedy
+    # decoding in transcribe.long_form vad only) is at most this; 0 = off, 1 = every word
+    low_confidence: float = 0.5
 
     def problems(self) -> list[str]:
         out = []
@@ -275,6 +278,8 @@ class ServeConfig:
             out.append("serve: max_loaded_profiles >= 1, workers >= 0, queue_size >= 0 and max_profiles_mb >= 0")
         if self.max_upload_mb <= 0 or self.max_seconds <= 0:
             out.append("serve.max_upload_mb and serve.max_seconds: must be > 0")
+        if not 0.0 <= self.low_confidence <= 1.0:
+            out.append("serve.low_confidence: must be a probability in [0, 1] (0 = off, e.g. 0.5)")
         return out
 
 

@@ -102,6 +102,27 @@ def test_openai_client_transcribes_a_clip_as_the_project_does(server, tmp_path, 
     assert plain.strip() == direct.text
 
 
+def test_verbose_json_carries_low_confidence_spans_of_the_text(tmp_path, tiny_whisper_dir, speech_clips):
+    from pipeline.config import ServeConfig
+
+    assert ServeConfig(low_confidence=1.5).problems() == [
+        "serve.low_confidence: must be a probability in [0, 1] (0 = off, e.g. 0.5)"
+    ]
+    running = start(tmp_path, tiny_whisper_dir, low_confidence=1.0)  # 1: every placed word is marked
+    try:
+        wav = speech_clips[0].path.read_bytes()
+        result = _post(running.url, "clip.wav", wav, response_format="verbose_json").json()
+        plain = _post(running.url, "clip.wav", wav, response_format="json").json()
+    finally:
+        running.close()
+    text, spans = result["text"], result["low_confidence"]
+    assert text == plain["text"] and text.strip() and spans  # the same text as without the spans
+    for span in spans:
+        assert 0 <= span["start"] < span["end"] <= len(text) and text[span["start"] : span["end"]] == span["word"]
+        assert 0.0 < span["probability"] <= 1.0 and span["corrected"] is False
+    assert all(a["end"] <= b["start"] for a, b in zip(spans, spans[1:]))  # noqa: RUF007
+
+
 def _post(url: str, name: str, data: bytes, **fields) -> httpx.Response:
     return httpx.post(url + "/v1/audio/transcriptions", files={"file": (name, data)}, data=fields, timeout=60)
 
@@ -316,7 +337,7 @@ def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, t
         pytest.skip("headless Chromium is not installed: apt-get install -y chromium chromium-driver (make test does)")
     lexicon = tmp_path / "terms.txt"
     lexicon.write_text("pneumonia\npleural effusion\nspleen\n")
-    running = start(tmp_path, tiny_en_dir, lexicon=lexicon, max_new_tokens=60)
+    running = start(tmp_path, tiny_en_dir, lexicon=lexicon, max_new_tokens=60, low_confidence=1.0)  # every word
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900"):
@@ -330,6 +351,9 @@ def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, t
         driver.find_element(By.ID, "transcribe").click()
         marks = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report mark.term"))
         assert {m.text.lower() for m in marks} & {"pneumonia", "pleural effusion"}
+        low = driver.find_elements(By.CSS_SELECTOR, "#report .lowconf")  # serve.low_confidence=1: every word
+        assert len(low) >= 3 and all(w.text.strip() and "probability" in w.get_attribute("title") for w in low)
+        assert driver.find_elements(By.CSS_SELECTOR, "#legend .lowconf")
         edit = driver.find_element(By.ID, "edit")
         hypothesis = edit.get_attribute("value")
         edit.clear()

@@ -17,7 +17,8 @@ import numpy as np
 
 from pipeline.config import TranscribeConfig
 from pipeline.errors import DictuneError
-from pipeline.inference.engines import WHISPER_MAX_TOKENS, Segment, first_line
+from pipeline.inference.confidence import Word
+from pipeline.inference.engines import WHISPER_MAX_TOKENS, Decoded, Segment, first_line
 
 logger = logging.getLogger("dictune")
 
@@ -52,39 +53,69 @@ class Ct2Engine:
         language = self.options.language if multilingual else None
         return Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=language)
 
-    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | list[str | None] | None) -> list[str]:
+    def decode_chunks(
+        self, chunks: list[np.ndarray], prompt: str | list[str | None] | None, with_words: bool = False
+    ) -> list[str] | list[Decoded]:
         """One window per chunk, batched, no timestamps: faster-whisper's batched decoding step. One
         context for all chunks, or one per chunk; CTranslate2 needs the start token at the same position in
-        every row, so a batch holds chunks whose contexts take the same number of tokens."""
+        every row, so a batch holds chunks whose contexts take the same number of tokens. With_words: Decoded
+        results (the same texts, and their words' probabilities)."""
         prompts = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt] * len(chunks)
         starts = [self._start_tokens(p) for p in prompts]
         order = sorted(range(len(chunks)), key=lambda i: (len(starts[i]), -len(chunks[i])))
-        out: dict[int, str] = {}
+        out: dict[int, Decoded] = {}
         size, i = self.options.batch_size, 0
         while i < len(order):
             batch = [j for j in order[i : i + size] if len(starts[j]) == len(starts[order[i]])]
-            out.update(zip(batch, self._decode_batch([chunks[j] for j in batch], [starts[j] for j in batch])))
+            decoded = self._decode_batch([chunks[j] for j in batch], [starts[j] for j in batch], with_words)
+            out.update(zip(batch, decoded))
             i += len(batch)
-        return [out[i] for i in range(len(chunks))]
+        return [out[i] if with_words else out[i].text for i in range(len(chunks))]
 
     def _start_tokens(self, prompt: str | None) -> list[int]:
         previous = self.prompt_tokens(prompt)[1:] if prompt and prompt.strip() else []
         return self.model.get_prompt(self.tokenizer, previous_tokens=previous, without_timestamps=True)
 
-    def _decode_batch(self, arrays: list[np.ndarray], starts: list[list[int]]) -> list[str]:
+    def _decode_batch(self, arrays: list[np.ndarray], starts: list[list[int]], with_words: bool) -> list[Decoded]:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         m = self.model
         features = np.stack([self._features(a) for a in arrays])
         max_length = min(WHISPER_MAX_TOKENS, len(starts[0]) + self.options.max_new_tokens)
+        suppressed = get_suppressed_tokens(self.tokenizer, [-1])
+        # CTranslate2 4.x returns each step's logits for greedy decoding only (beam search: empty views),
+        # so with num_beams > 1 the words come back without probabilities (an empty tuple)
+        with_words = with_words and self.options.num_beams == 1
         results = m.model.generate(
             m.encode(features), starts, beam_size=self.options.num_beams, max_length=max_length,
-            suppress_blank=True, suppress_tokens=get_suppressed_tokens(self.tokenizer, [-1]),
+            suppress_blank=True, suppress_tokens=suppressed, return_logits_vocab=with_words,
         )  # fmt: skip
-        texts = [self.tokenizer.decode(r.sequences_ids[0]).strip() for r in results]
-        for text in texts:
+        out = []
+        for r in results:
+            ids = r.sequences_ids[0]
+            text = self.tokenizer.decode(ids).strip()
             logger.debug("transcript: %s", text)
-        return texts
+            words = self._words(ids, r.logits[0], suppressed) if with_words else []
+            out.append(Decoded(text, tuple(words)))
+        return out
+
+    def _words(self, ids: list[int], logits: list[Any], suppressed: tuple[int, ...]) -> list[Word]:
+        """The words of one decoded row: each token's probability from the logits CTranslate2 returns for
+        its step (one per generated token), over the tokens the decoder may choose (suppressed ones and, at
+        the first step, a blank or end are masked as generate masks them): as transformers' scores give."""
+        from pipeline.inference.confidence import group_words
+
+        probs = []
+        for step, (token, view) in enumerate(zip(ids, logits)):
+            row = np.array(view.to_device(_cpu()) if view.device != "cpu" else view, dtype=np.float64).reshape(-1)
+            row[list(suppressed)] = -np.inf
+            if step == 0:
+                row[[*self.tokenizer.encode(" "), self.tokenizer.eot]] = -np.inf
+            top = row.max()
+            probs.append(float(np.exp(row[token] - top - np.log(np.exp(row - top).sum()))))
+        eot = self.tokenizer.eot
+        kept = [(t, p) for t, p in zip(ids, probs) if t < eot]
+        return group_words([t for t, _ in kept], [p for _, p in kept], self.tokenizer.decode)
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         """Log-mel of the audio zero-padded to 30 s, as transformers and openai-whisper compute it (faster-
@@ -126,6 +157,12 @@ class Ct2Engine:
                 "adapter": str(self.adapter) if self.adapter else None, "device": o.device,
                 "compute_type": o.compute_type, "num_beams": o.num_beams, "batch_size": o.batch_size,
                 "max_new_tokens": o.max_new_tokens}  # fmt: skip
+
+
+def _cpu() -> Any:
+    import ctranslate2
+
+    return ctranslate2.Device.cpu
 
 
 def _ct2_dir(spec: str, adapter: Path | None, options: TranscribeConfig, cache_dir: str | None) -> Path:

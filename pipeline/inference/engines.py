@@ -12,7 +12,9 @@
        without an adapter, is exported once into <cache>/exports/ (pipeline.export.cached_ct2_export) and
        reused after.
 `decode_chunks` runs the same greedy/beam decoding on both engines: one window per chunk, no timestamps,
-the prompt (if any) before every chunk, a batch of chunks per encoder/decoder call.
+the prompt (if any) before every chunk, a batch of chunks per encoder/decoder call. With `with_words=True`
+it returns Decoded results instead of strings: the same text, and its words with the probability the
+decoder gave them (pipeline.inference.confidence; the review page of `dictune serve` marks the low ones).
 
 Nothing here logs transcript text above DEBUG.
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from pipeline.config import TranscribeConfig
 from pipeline.errors import DictuneError
+from pipeline.inference.confidence import Word
 
 SAMPLE_RATE = 16000  # Hz
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window; longer audio takes the long-form path of generate
@@ -39,13 +42,24 @@ class Segment:
     start: float  # seconds from the start of the file
     end: float  # seconds
     text: str  # as decoded (spoken form; dictation commands are rendered later)
+    words: tuple[Word, ...] = ()  # the text's words with their probabilities, when asked for (else none)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One chunk's transcript with its words' probabilities (decode_chunks(..., with_words=True))."""
+
+    text: str  # exactly the text decode_chunks returns without with_words
+    words: tuple[Word, ...]  # its words, in order, each with the lowest probability of its tokens
 
 
 class Engine(Protocol):
     name: str  # hf | ct2
     model_path: Path  # the directory actually decoded with
 
-    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | list[str | None] | None) -> list[str]: ...
+    def decode_chunks(
+        self, chunks: list[np.ndarray], prompt: str | list[str | None] | None, with_words: bool = False
+    ) -> list[str] | list[Decoded]: ...
 
     def decode_sequential(self, audio: np.ndarray, prompt: str | None) -> list[Segment]: ...
 

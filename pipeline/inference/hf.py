@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import DictuneError
-from pipeline.inference.engines import WINDOW_SAMPLES, Segment, first_line
+from pipeline.inference.confidence import Word
+from pipeline.inference.engines import WINDOW_SAMPLES, Decoded, Segment, first_line
 
 if TYPE_CHECKING:
     from pipeline.config import TranscribeConfig
@@ -119,10 +120,12 @@ class Transcriber:
         prompt: str | Sequence[str | None] | None = None,
         progress: bool = False,
         encoder_states: Any = None,
-    ) -> list[str]:
+        with_words: bool = False,
+    ) -> list[str] | list[Decoded]:
         """One transcript per array (mono float, 16 kHz, <= 30 s), in the order given. `prompt` is one context
         for all arrays or one per array (None: none); arrays with the same context share batches. With
-        encoder_states (from `encode` on the same arrays, row i for array i) the encoder is not run again."""
+        encoder_states (from `encode` on the same arrays, row i for array i) the encoder is not run again.
+        With_words: Decoded results (the same texts, and their words' probabilities)."""
         self._check(audio_arrays)
         if encoder_states is not None and len(encoder_states) != len(audio_arrays):
             raise DictuneError(
@@ -134,7 +137,7 @@ class Transcriber:
         groups: dict[str | None, list[int]] = {}
         for i, p in enumerate(prompts):
             groups.setdefault(p.strip() if p and p.strip() else None, []).append(i)
-        texts: list[str] = [""] * len(audio_arrays)
+        texts: list[Decoded] = [Decoded("", ())] * len(audio_arrays)
         for text, indices in groups.items():
             prompt_ids = self._prompt_ids(text)
             for batch in self._batches([audio_arrays[i] for i in indices], progress and len(groups) == 1):
@@ -143,9 +146,9 @@ class Transcriber:
                     inputs = {"input_features": self._features([audio_arrays[i] for i in rows])}
                 else:
                     inputs = {"encoder_outputs": self._encoder_outputs([encoder_states[i] for i in rows])}
-                for index, out in zip(rows, self._decode_batch(inputs, prompt_ids)):
+                for index, out in zip(rows, self._decode_batch(inputs, prompt_ids, with_words)):
                     texts[index] = out
-        return texts
+        return texts if with_words else [d.text for d in texts]
 
     def encode(self, audio_arrays: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
         """The encoder's outputs, float32 (inputs, frames, d_model), computed in the batches `transcribe` uses."""
@@ -207,16 +210,42 @@ class Transcriber:
         hidden = torch.from_numpy(np.stack([np.asarray(s, dtype=np.float32) for s in states]))
         return BaseModelOutput(last_hidden_state=hidden.to(self.device, dtype=self.model.dtype))
 
-    def _decode_batch(self, inputs: dict[str, Any], prompt_ids: Any) -> list[str]:
+    def _decode_batch(self, inputs: dict[str, Any], prompt_ids: Any, with_words: bool) -> list[Decoded]:
         import torch
 
+        # word probabilities for greedy decoding only, as on the ct2 engine (Whisper's generate returns beam
+        # indices that compute_transition_scores cannot follow): with num_beams > 1 the words are left empty
+        with_words = with_words and self.options.num_beams == 1
+        extra = {"output_scores": True, "return_dict_in_generate": True} if with_words else {}
         with torch.inference_mode(), self._autocast():
-            tokens = self.model.generate(**inputs, **self._generate_kwargs(prompt_ids))
+            tokens = self.model.generate(**inputs, **self._generate_kwargs(prompt_ids), **extra)
         sequences = tokens if isinstance(tokens, torch.Tensor) else tokens["sequences"]
         texts = [self._decode(row) for row in sequences.tolist()]
         for text in texts:
             logger.debug("transcript: %s", text)
-        return texts
+        if not with_words:
+            return [Decoded(text, ()) for text in texts]
+        return [Decoded(text, tuple(words)) for text, words in zip(texts, self._words(tokens))]
+
+    def _words(self, generated: Any) -> list[list[Word]]:
+        """Each row's words, from the probability of each generated token over the tokens the decoder could
+        choose (transformers' compute_transition_scores: log-softmax of the greedy decode's processed scores)."""
+        from pipeline.inference.confidence import group_words
+
+        steps = self.model.compute_transition_scores(
+            generated["sequences"], generated["scores"], normalize_logits=True
+        )
+        steps = steps.float().exp().cpu().numpy()
+        ids = generated["sequences"][:, -steps.shape[1] :].tolist()
+        end = self.processor.tokenizer.eos_token_id  # <|endoftext|>; every special token's id is above it
+        tokenizer = self.processor.tokenizer
+        out = []
+        for row_ids, row_probs in zip(ids, steps):
+            row = list(zip(row_ids, row_probs.tolist()))
+            row = row[: next((k for k, (t, _) in enumerate(row) if t == end), len(row))]
+            kept = [(t, p) for t, p in row if t < end]
+            out.append(group_words([t for t, _ in kept], [p for _, p in kept], tokenizer.decode))
+        return out
 
     def _generate_kwargs(self, prompt_ids: Any) -> dict[str, Any]:
         # Whisper's generate adds the start (and prompt) tokens to `max_length` itself and caps the sum at
@@ -341,9 +370,11 @@ class HfEngine:
         except RuntimeError as e:  # peft/torch load failures the check above did not foresee
             raise DictuneError(f"{adapter or self.model_path}: cannot be loaded ({first_line(e)})") from e
 
-    def decode_chunks(self, chunks: list[np.ndarray], prompt: str | list[str | None] | None) -> list[str]:
-        """One context for all chunks, or one per chunk."""
-        return self.transcriber.transcribe(chunks, prompt=prompt) if chunks else []
+    def decode_chunks(
+        self, chunks: list[np.ndarray], prompt: str | list[str | None] | None, with_words: bool = False
+    ) -> list[str] | list[Decoded]:
+        """One context for all chunks, or one per chunk; with_words: Decoded results."""
+        return self.transcriber.transcribe(chunks, prompt=prompt, with_words=with_words) if chunks else []
 
     def decode_sequential(self, audio: np.ndarray, prompt: str | None) -> list[Segment]:
         """transformers' long-form generate: 30 s windows, each continued from its last timestamp."""

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import TranscribeConfig
+from pipeline.inference.confidence import Word, realign
 from pipeline.inference.engines import Engine, Segment
 
 logger = logging.getLogger("dictune")
@@ -63,11 +64,14 @@ def transcribe_group(
     prompt: str | None | Sequence[str | None] = None,
     second_pass: Callable[[list[str], list[int]], list[str | None]] | None = None,
     correct: Callable[[list[str], list[int]], list[str]] | None = None,
+    with_words: bool = False,
 ) -> list[list[Segment]]:  # fmt: skip
     """Segments of each 16 kHz mono array; in vad mode the chunks of all arrays share decoder batches.
     `prompt`: one for all arrays or one per array. `second_pass` (vad mode only) maps each chunk's
     first-pass text (and the index of its array) to that chunk's context for a second decode (retrieved
-    context: every window gets its own), and `correct` post-edits the second pass."""
+    context: every window gets its own), and `correct` post-edits the second pass. `with_words` (vad mode
+    only): each segment carries its words with their probabilities, from the decode that gave its text;
+    words that `correct` rewrote get those of the words they replaced (confidence.realign)."""
     prompts = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt] * len(audios)
     if options.long_form == "sequential":
         return [engine.decode_sequential(audio, p) if len(audio) else [] for audio, p in zip(audios, prompts)]
@@ -76,15 +80,27 @@ def transcribe_group(
     chunks = [audios[i][c.start : c.end] for i, c in flat]
     owners = [i for i, _ in flat]
     first = [prompts[i] for i in owners]
-    texts = engine.decode_chunks(chunks, first if len(set(first)) > 1 else (first[0] if first else None))
+    texts, words = _decode(engine, chunks, first if len(set(first)) > 1 else (first[0] if first else None), with_words)
     if second_pass is not None and chunks:
-        texts = engine.decode_chunks(chunks, second_pass(texts, owners))
-        texts = correct(texts, owners) if correct is not None else texts
+        texts, words = _decode(engine, chunks, second_pass(texts, owners), with_words)
+        if correct is not None:
+            corrected = correct(texts, owners)
+            words = [w if new == old else tuple(realign(w, new)) for w, old, new in zip(words, texts, corrected)]
+            texts = corrected
     segments: list[list[Segment]] = [[] for _ in audios]
-    for (i, chunk), text in zip(flat, texts):
+    for (i, chunk), text, chunk_words in zip(flat, texts, words):
         if text.strip():
-            segments[i].append(Segment(chunk.start / SAMPLE_RATE, chunk.end / SAMPLE_RATE, text.strip()))
+            segments[i].append(Segment(chunk.start / SAMPLE_RATE, chunk.end / SAMPLE_RATE, text.strip(), chunk_words))
     return segments
+
+
+def _decode(engine: Engine, chunks: list[np.ndarray], prompt: Any, with_words: bool
+            ) -> tuple[list[str], list[tuple[Word, ...]]]:  # fmt: skip
+    """The chunks' texts and (with_words) their words; the engine's one decode path either way."""
+    if not with_words:
+        return engine.decode_chunks(chunks, prompt), [()] * len(chunks)
+    decoded = engine.decode_chunks(chunks, prompt, with_words=True)
+    return [d.text for d in decoded], [d.words for d in decoded]
 
 
 def chunk_audio(audio: np.ndarray, options: TranscribeConfig) -> list[Chunk]:

@@ -7,6 +7,10 @@ corrections store.
                                     (json | text | srt | vtt | verbose_json), temperature, language
     POST /v1/corrections            multipart: file, model, hypothesis, text -> the corrections store
 
+verbose_json also carries the page's highlights, as character spans of "text": "terms" (the lexicon's
+terms) and "low_confidence" (words whose probability is at most serve.low_confidence: start, end, word,
+probability, corrected; pipeline.inference.confidence).
+
 Every error is one line of JSON in OpenAI's shape, {"error": {"message", "type", "code"}}: 400 for an
 empty or undecodable upload or a bad field, 401 for a missing or wrong token, 404 for an unknown profile,
 413 for an upload over serve.max_upload_mb (counted while it streams in, refused at the limit) or audio
@@ -135,7 +139,7 @@ def create_app(profiles, store, serve_cfg, token: str | None = None, lexicon: st
         _, audio = await _upload(file, serve_cfg.max_seconds)
         result = await queue.run(profiles.transcribe, model, audio, prompt or None)
         logger.info("serve: transcribed %.1f s of audio with profile %s", result.duration, model)  # no names, no text
-        return _respond(result, response_format, marks, PlainTextResponse)
+        return _respond(result, response_format, marks, PlainTextResponse, serve_cfg.low_confidence)
 
     @app.post("/v1/corrections", dependencies=[Depends(authorized)])
     async def corrections(file: Annotated[UploadFile, File()], text: Annotated[str, Form()],
@@ -198,7 +202,8 @@ async def _audio_from_bytes(data: bytes, filename: str | None, max_seconds: floa
     return audio
 
 
-def _respond(result, response_format: str, marks: TermMarks, plain):
+def _respond(result, response_format: str, marks: TermMarks, plain, low_confidence: float = 0.0):
+    from pipeline.inference.confidence import low_confidence_spans
     from pipeline.inference.subtitles import srt_text, vtt_text
     from pipeline.text import format_dictation
 
@@ -213,7 +218,8 @@ def _respond(result, response_format: str, marks: TermMarks, plain):
                  "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
                 for i, s in enumerate(result.segments)]  # fmt: skip
     return {"task": "transcribe", "language": "en", "duration": round(result.duration, 3), "text": result.text,
-            "segments": segments, "terms": marks(result.text), "model": result.model_id}  # fmt: skip
+            "segments": segments, "terms": marks(result.text), "model": result.model_id,
+            "low_confidence": low_confidence_spans(result.text, result.words, low_confidence)}  # fmt: skip
 
 
 class UploadLimit:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import DictuneError
+from pipeline.inference.confidence import Word
 
 logger = logging.getLogger("dictune")
 
@@ -30,6 +31,7 @@ class Transcript:
     segments: list[dict[str, Any]]  # start, end, text (spoken form)
     duration: float
     model_id: str
+    words: tuple[Word, ...] = ()  # the spoken words with their probabilities (none when serve.low_confidence is 0)
 
 
 class UnknownProfile(DictuneError):
@@ -110,11 +112,13 @@ class Profiles:
         first = prompt if prompt and ctx.mode == "none" else static.text
         second = (lambda texts, owners: ctx.second_pass(texts, [static] * len(texts))) if ctx.retrieved else None
         (segments,) = transcribe_group(engine, [audio], self.config.transcribe, first, second,
-                                       lambda texts, owners: ctx.correct(texts, [static] * len(texts)))  # fmt: skip
+                                       lambda texts, owners: ctx.correct(texts, [static] * len(texts)),
+                                       with_words=self.config.serve.low_confidence > 0)  # fmt: skip
         spoken = " ".join(s.text for s in segments)
         return Transcript(format_dictation(spoken),
                           [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in segments],
-                          len(audio) / SAMPLE_RATE, self.model_id(name))  # fmt: skip
+                          len(audio) / SAMPLE_RATE, self.model_id(name),
+                          tuple(w for s in segments for w in s.words))  # fmt: skip
 
 
 WEIGHT_PATTERNS = ("model.bin", "*.safetensors", "pytorch_model*.bin")
