@@ -92,6 +92,20 @@ def test_cli_runs_a_stage_and_reports_config_errors(tmp_path, counting_stage, ca
     assert err.count("\n") == 1, "one line"
 
 
+def test_only_and_force_take_comma_lists_and_refuse_unknown_stages(tmp_path, counting_stage, capsys):
+    module, lexicon = counting_stage
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: t\nwork_dir: {tmp_path / 'work'}\nlexicon: {lexicon}\n")
+    assert cli.main(["run", str(path), "--only", "count,count"]) == 0
+    assert module.CALLS == [300]  # the default train.max_steps
+    assert cli.main(["run", str(path), "--force", "all", "--only", "count"]) == 0
+    assert len(module.CALLS) == 2
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--only", "count,segmnt"]) == 2
+    err = capsys.readouterr().err
+    assert "--only: unknown stage segmnt; stages: count" in err and len(module.CALLS) == 2
+
+
 def test_stage_discovery_lists_only_existing_modules():
     names = runner.stage_names()
     assert all(name in runner.STAGE_ORDER for name in names)
