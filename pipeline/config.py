@@ -70,9 +70,9 @@ class SegmentConfig:
     # sentences its audio supports (pipeline/verify.py), with these thresholds
     verify_sources: tuple[str, ...] = ()
     verify_min_support: float = 0.5  # share of a sentence's words the base model must match
-    verify_max_wer: float = 0.6  # a sentence's base-model WER, at most
+    verify_max_wer: float = 0.8  # a sentence's base-model WER (near-spellings aside), at most
     verify_max_gap_words: int = 2  # this many unreported words between two sentences separate them
-    verify_min_share: float = 0.5  # an item whose verified share of report words is lower is rejected
+    verify_min_share: float = 0.3  # an item whose verified share of report words is lower is rejected
     verify_min_seconds: float = 1.0  # shorter verified pieces are dropped
 
 

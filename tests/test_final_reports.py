@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pipeline import alignment
@@ -14,7 +16,10 @@ REPORT = (
     "A nodule in the left upper lobe measures 1.2 cm. The heart is normal in size. No pleural effusion.\n\n"
     "Impression: 1. Right lower lobe pneumonia. 2. Left upper lobe nodule of 1.2 cm."
 )
-OTHER = "Chest radiograph\n\nFindings: Clear lungs. Normal heart.\n\nImpression: No acute disease."
+OTHER = (
+    "CT abdomen and pelvis\n\nFindings: The liver is normal in size. No biliary dilatation. "
+    "The kidneys enhance symmetrically.\n\nImpression: No acute abdominal process."
+)
 
 
 def only(kind: str) -> dict[str, float]:
@@ -96,10 +101,16 @@ def verify(report: str, said: str, **options) -> object:
     from pipeline.scoring_form import normalize_for_scoring
     from pipeline.stages.segment import command_words
 
+    from pipeline.verify import apply_retractions
+
     words, duration = timed(spoken_form(said))
-    aligned = alignment.align(report, words, normalize_for_scoring, command_words(), duration)
-    pauses = [(a.end, b.start) for a, b in zip(words, words[1:]) if b.start - a.end > 0.3]
-    return plan_verified(report, aligned, pauses, duration, VerifyOptions(**options)), words
+    kept, retracted = apply_retractions(words)
+    aligned = alignment.align(report, kept, normalize_for_scoring, command_words(), duration)
+    pauses = [(a.end, b.start) for a, b in itertools.pairwise(words) if b.start - a.end > 0.3]
+    plan = plan_verified(
+        report, aligned, pauses, duration, VerifyOptions(**options), command_words(), normalize_for_scoring, retracted
+    )
+    return plan, words
 
 
 def covered(plan, words, needle: str) -> bool:
@@ -137,7 +148,29 @@ def test_a_changed_number_and_a_scratched_phrase_never_reach_a_piece():
 
     said = REPORT.replace("There is a new", "There is a new consolidation in the left. Scratch that. There is a new")
     plan, words = verify(REPORT, said)
-    assert plan.reason is None and not covered(plan, words, "scratch")
+    assert plan.reason is None and not covered(plan, words, "scratch") and not covered(plan, words, "left")
+    assert "There is a new consolidation in the right lower lobe." in " ".join(s.text for s in plan.segments)
+
+
+def test_scratch_that_takes_back_the_sentence_before_it():
+    from pipeline.verify import apply_retractions
+
+    words, _ = timed(spoken_form("No effusion. The nodule is 5 mm. Scratch that. The nodule is 7 mm. Normal heart."))
+    kept, spans = apply_retractions(words)
+    said = " ".join(w.text.strip() for w in kept)
+    assert said == "No effusion period The nodule is 7 millimeters period Normal heart period"
+    assert len(spans) == 1 and spans[0][0] == words[3].start
+
+
+def test_a_section_the_report_moved_is_found_again_in_the_audio():
+    findings, impression = REPORT.split("\n\n")[1:]
+    report = f"Chest radiograph, two views\n\n{impression}\n\n{findings}"
+    plan, words = verify(report, REPORT)
+    kept = " ".join(s.text for s in plan.segments)
+    assert plan.reason is None and "Right lower lobe pneumonia." in kept and "The lungs are hyperinflated." in kept
+    for s in plan.segments:  # each piece's audio holds its own words, not the other section's
+        heard = " ".join(w.text for w in words if s.start <= (w.start + w.end) / 2 <= s.end).lower()
+        assert ("pneumonia" in s.text) == ("pneumonia" in heard)
 
 
 def test_the_wrong_report_is_rejected_whole():

@@ -298,6 +298,11 @@ def plan_item(
     words = timer(samples)
     if not words:
         return ItemPlan(reason="alignment failed: the base model heard no words")
+    retracted: list[tuple[float, float]] = []
+    if verify:  # a final report: "scratch that" took back what was said before it
+        from pipeline.verify import apply_retractions
+
+        words, retracted = apply_retractions(words)
     aligned = alignment.align(text, words, normalize_for_scoring, command_words(), duration)
     if aligned.n_ref_words == 0:
         return ItemPlan(reason="the transcript has no words after scoring normalization")
@@ -311,7 +316,7 @@ def plan_item(
     end = min(duration, regions[-1][1] + options.edge_pad_seconds)
     pauses = [(a[1], b[0]) for a, b in itertools.pairwise(regions)]
     if verify:
-        return _plan_verified(text, aligned, pauses, duration, options)
+        return _plan_verified(text, aligned, pauses, duration, options, retracted)
     candidates = alignment.candidate_cuts(pauses, aligned)
     bounds = alignment.choose_cuts(candidates, start, end, options.max_seconds, options.min_seconds)
     if bounds is None and options.min_seconds > 0:
@@ -326,13 +331,14 @@ def plan_item(
     return ItemPlan(tuple(segments), None, aligned.matched_fraction)
 
 
-def _plan_verified(text: str, aligned, pauses, duration: float, options: SegmentConfig) -> ItemPlan:
+def _plan_verified(text: str, aligned, pauses, duration: float, options: SegmentConfig, retracted) -> ItemPlan:
+    from pipeline.scoring_form import normalize_for_scoring
     from pipeline.verify import VerifyOptions, plan_verified
 
     verified = plan_verified(text, aligned, pauses, duration, VerifyOptions(
         options.verify_min_support, options.verify_max_wer, options.verify_max_gap_words,
         options.verify_min_share, options.max_seconds, options.verify_min_seconds, options.edge_pad_seconds,
-    ))  # fmt: skip
+    ), command_words(), normalize_for_scoring, retracted)  # fmt: skip
     return ItemPlan(verified.segments, verified.reason, aligned.matched_fraction, verified.share, verified.dropped)
 
 
