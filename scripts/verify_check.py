@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.manifest import iter_jsonl  # noqa: E402
+from pipeline.config import load_config
+from pipeline.manifest import iter_jsonl
 
 GOALS = {"precision": 0.95, "recall": 0.90, "mismatched_rejected": 0.95}
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         result = check_source(pieces, truth)
         result["verified"] = source.name in config.segment.verify_sources
         out[source.name] = result
-        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
         goals = ""
         if result["verified"]:
             met = [k for k, g in GOALS.items() if result[k] is not None and result[k] >= g]

@@ -100,7 +100,6 @@ def spoken_form(text: str) -> str:
 def verify(report: str, said: str, **options) -> object:
     from pipeline.scoring_form import normalize_for_scoring
     from pipeline.stages.segment import command_words
-
     from pipeline.verify import apply_retractions
 
     words, duration = timed(spoken_form(said))
