@@ -11,6 +11,7 @@ import shutil
 import time
 
 import pytest
+import yaml
 from test_service import start
 
 WAIT_SECONDS = 180  # bound on each browser wait (a decode with tiny.en on 2 busy cores)
@@ -72,6 +73,10 @@ def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, t
     try:
         with chromium() as driver:
             wait = _open_page(driver, running.url)
+            driver.find_element(By.ID, "record").click()  # no microphone here: the page says so
+            wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error")
+            assert "Cannot record" in driver.find_element(By.ID, "status").text
+            assert driver.find_element(By.ID, "record").text == "Record"
             driver.find_element(By.ID, "file").send_keys(str(speech_clips[2].path))  # "...pneumonia or pleural effusion."
             driver.find_element(By.ID, "transcribe").click()
             marks = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report mark.term"))
@@ -94,12 +99,16 @@ def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, t
 @pytest.mark.integration
 def test_review_page_in_headless_chromium_record_from_a_fake_microphone_edit_save(tmp_path, tiny_en_dir, speech_clips):
     """Record -> MediaRecorder's webm/opus blob -> the server decodes it (ffmpeg) and tiny.en hears the clip's
-    words -> edit, save -> the store holds the recording, which decodes to more than a second of audio."""
+    words -> edit, save -> the store holds the recording (which decodes to over a second of audio), ingest reads it.
+    Along the way: Transcribe is refused while recording, and a file chosen after the transcription is not what
+    Save stores."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
 
     from pipeline.audio import SAMPLE_RATE, load_mono
-    from pipeline.service.store import read_corrections
+    from pipeline.cli import main
+    from pipeline.manifest import read_manifest
+    from pipeline.service.store import DB_NAME, read_corrections
 
     clip = speech_clips[2]  # 16 kHz mono 16-bit PCM wav: what Chromium's fake capture device reads
     running = start(tmp_path, tiny_en_dir, max_new_tokens=60)
@@ -111,6 +120,8 @@ def test_review_page_in_headless_chromium_record_from_a_fake_microphone_edit_sav
             record = driver.find_element(By.ID, "record")
             record.click()
             wait.until(ready.text_to_be_present_in_element((By.ID, "status"), "Recording"))
+            driver.find_element(By.ID, "transcribe").click()  # refused while the recording runs
+            assert driver.find_element(By.ID, "status").text == "Stop the recording first."
             time.sleep(len(clip.audio) / SAMPLE_RATE + RECORD_PAD_SECONDS)  # the fake microphone plays in real time
             record.click()
             wait.until(ready.text_to_be_present_in_element((By.ID, "status"), "Recorded"))
@@ -124,11 +135,18 @@ def test_review_page_in_headless_chromium_record_from_a_fake_microphone_edit_sav
             heard = set(re.findall(r"[a-z]+", driver.find_element(By.ID, "report").text.lower()))
             spoken = {w for w in re.findall(r"[a-z]+", clip.text.lower()) if len(w) > 3}
             assert heard & spoken, "tiny.en heard none of the clip's words in the recording"
-            hypothesis = _edit_and_save(driver, wait, "No evidence of pneumonia or pleural effusion.")
+            driver.find_element(By.ID, "file").send_keys(str(speech_clips[3].path))  # chosen, not transcribed:
+            hypothesis = _edit_and_save(driver, wait, "No evidence of pneumonia or pleural effusion.")  # not saved
     finally:
         running.close()
     store = tmp_path / "work" / "service"
-    (row,) = read_corrections(store / "corrections.sqlite")
+    (row,) = read_corrections(store / DB_NAME)
     assert row.corrected == "No evidence of pneumonia or pleural effusion." and row.hypothesis == hypothesis
-    assert row.audio_path.endswith((".webm", ".ogg"))
+    assert row.audio_path.endswith((".webm", ".ogg"))  # the recording, not the file chosen after it
     assert len(load_mono(store / row.audio_path)) / SAMPLE_RATE > 1.0
+    config = tmp_path / "ingest.yaml"  # and ingest takes it as training data
+    config.write_text(yaml.safe_dump({"name": "c", "work_dir": str(tmp_path / "round2"),
+                                      "ingest": {"sources": [{"name": "train", "path": str(store / DB_NAME)}]}}))  # fmt: skip
+    assert main(["ingest", str(config)]) == 0
+    (record,) = read_manifest(tmp_path / "round2" / "ingest" / "train.jsonl")
+    assert record.text == row.corrected and record.duration > 1.0
