@@ -69,7 +69,7 @@ def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, t
 
     lexicon = tmp_path / "terms.txt"
     lexicon.write_text("pneumonia\npleural effusion\nspleen\n")
-    running = start(tmp_path, tiny_en_dir, lexicon=lexicon, max_new_tokens=60, low_confidence=1.0)  # every word
+    running = start(tmp_path, tiny_en_dir, lexicon=lexicon, max_new_tokens=60)  # serve.low_confidence: 0.5
     try:
         with chromium() as driver:
             wait = _open_page(driver, running.url)
@@ -81,8 +81,10 @@ def test_review_page_in_headless_chromium_upload_see_terms_edit_save(tmp_path, t
             driver.find_element(By.ID, "transcribe").click()
             marks = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report mark.term"))
             assert {m.text.lower() for m in marks} & {"pneumonia", "pleural effusion"}
-            low = driver.find_elements(By.CSS_SELECTOR, "#report .lowconf")  # serve.low_confidence=1: every word
-            assert len(low) >= 3 and all(w.text.strip() and "probability" in w.get_attribute("title") for w in low)
+            low = driver.find_elements(By.CSS_SELECTOR, "#report .lowconf")  # tiny.en's misheard words, not all
+            words = driver.find_element(By.ID, "report").text.split()
+            assert 1 <= len(low) < len(words) and all(w.text.strip() for w in low)
+            assert all(float(re.search(r"probability ([0-9.]+)", w.get_attribute("title"))[1]) <= 0.5 for w in low)
             assert driver.find_elements(By.CSS_SELECTOR, "#legend .lowconf")
             hypothesis = _edit_and_save(driver, wait, "No evidence of pneumonia or pleural effusion.")
             shot = tmp_path / "serve.png"
