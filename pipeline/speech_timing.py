@@ -1,27 +1,25 @@
 """When speech happens in a recording, for the segment stage: speech regions and timed words.
 
-Speech regions come from silero-vad (its model ships in the wheel; the gaps between regions are the
+Speech regions come from the one VAD wrapper, pipeline/vad.py (the gaps between regions are the
 pauses). Timed words come from the base model: faster-whisper (CTranslate2, int8) for a builtin or a
 CTranslate2 directory, else the transformers pipeline with word timestamps on the Hugging Face model.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pipeline import alignment
+from pipeline import alignment, vad
 from pipeline.config import SegmentConfig
 
 logger = logging.getLogger("dictune")
 
-SAMPLE_RATE = 16000  # Hz: the VAD's and the base model's input (and the segment stage's written pieces)
+SAMPLE_RATE = vad.SAMPLE_RATE  # Hz: the VAD's and the base model's input (and the pieces written)
+MIN_SPEECH_MS = 250  # shorter speech regions are dropped (silero-vad's default; segment's as before)
 
 WordTimer = Callable[[np.ndarray], list[alignment.HypWord]]
 
@@ -29,37 +27,15 @@ WordTimer = Callable[[np.ndarray], list[alignment.HypWord]]
 # ---------------------------------------------------------------------------------------------- VAD
 
 
-@functools.lru_cache(maxsize=1)
-def _vad_model() -> Any:
-    """silero-vad's ONNX model when onnxruntime is installed (it comes with faster-whisper; twice as fast
-    here), else its TorchScript model; both ship in the wheel and give the same regions."""
-    from silero_vad import load_silero_vad
-
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        onnx = False
-    else:
-        onnx = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # its importlib.resources.path call
-        return load_silero_vad(onnx=onnx)
-
-
 def speech_regions(samples: np.ndarray, options: SegmentConfig) -> list[tuple[float, float]]:
-    """(start, end) seconds of each speech region silero-vad finds in 16 kHz audio."""
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    stamps = get_speech_timestamps(
-        torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)),
-        _vad_model(),
+    """(start, end) seconds of each speech region in 16 kHz audio (pipeline/vad.py, segment's settings)."""
+    return vad.speech_regions(
+        samples,
         threshold=options.vad_threshold,
-        sampling_rate=SAMPLE_RATE,
-        min_silence_duration_ms=options.min_pause_ms,
+        min_silence_ms=options.min_pause_ms,
         speech_pad_ms=options.speech_pad_ms,
+        min_speech_ms=MIN_SPEECH_MS,
     )
-    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
 
 
 # ---------------------------------------------------------------------------------------------- word timestamps

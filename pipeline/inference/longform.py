@@ -2,7 +2,7 @@
 
 Two strategies (TranscribeConfig.long_form):
 
-`vad` (default)   silero-vad finds the speech regions; consecutive regions are packed into chunks of at
+`vad` (default)   pipeline/vad.py finds the speech regions; consecutive regions are packed into chunks of at
                   most max_chunk_seconds (a cut only ever falls in a pause of >= min_pause_ms; a region
                   longer than a chunk is split by the VAD at its quietest point); the chunks of a whole
                   group of files are decoded in batches, one window each, and each chunk becomes one
@@ -26,13 +26,11 @@ transcripts then compare directly). Full 30 s chunks made the model skip whole s
 ~1,600 words deleted, nearly all in one chunk); 25 s chunks did not. Choose sequential for
 sentence-sized subtitle cues.
 
-VAD: faster-whisper's ONNX silero-vad (batched, ~7x faster than the torch model here) when faster-whisper
-is installed, else the silero-vad package's own model.
+VAD: pipeline/vad.py (faster-whisper's batched ONNX silero-vad), with no minimum region length.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,13 +38,15 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import vad
 from pipeline.config import TranscribeConfig
 from pipeline.inference.confidence import Word, realign
 from pipeline.inference.engines import Engine, Segment
 
 logger = logging.getLogger("dictune")
 
-SAMPLE_RATE = 16000  # Hz
+SAMPLE_RATE = vad.SAMPLE_RATE  # Hz
+MIN_SPEECH_MS = 0  # no region is too short: an isolated short word is still decoded (as before)
 
 
 @dataclass(frozen=True)
@@ -129,40 +129,12 @@ def pack_regions(regions: list[tuple[int, int]], limit: int, total: int) -> list
 
 def speech_regions(audio: np.ndarray, options: TranscribeConfig) -> list[tuple[int, int]]:
     """(start, end) samples of each speech region, padded by speech_pad_ms, at most a chunk long."""
-    if len(audio) == 0:
-        return []
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
-    params = {"threshold": options.vad_threshold, "min_silence_duration_ms": options.min_pause_ms,
-              "speech_pad_ms": options.speech_pad_ms, "max_speech_duration_s": options.max_chunk_seconds}  # fmt: skip
-    vad = _fast_vad()
-    if vad is not None:
-        get_speech_timestamps, vad_options = vad
-        stamps = get_speech_timestamps(audio, vad_options(**params), sampling_rate=SAMPLE_RATE)
-    else:
-        stamps = _torch_vad(audio, params)
-    return [(int(s["start"]), int(s["end"])) for s in stamps]
-
-
-@functools.lru_cache(maxsize=1)
-def _fast_vad() -> tuple[Any, Any] | None:
-    try:
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-    except ImportError:
-        return None
-    return get_speech_timestamps, VadOptions
-
-
-@functools.lru_cache(maxsize=1)
-def _torch_vad_model() -> Any:
-    from silero_vad import load_silero_vad
-
-    return load_silero_vad()
-
-
-def _torch_vad(audio: np.ndarray, params: dict[str, Any]) -> list[dict[str, int]]:
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    return get_speech_timestamps(
-        torch.from_numpy(audio), _torch_vad_model(), sampling_rate=SAMPLE_RATE, **params
+    regions = vad.speech_regions(
+        audio,
+        threshold=options.vad_threshold,
+        min_silence_ms=options.min_pause_ms,
+        speech_pad_ms=options.speech_pad_ms,
+        min_speech_ms=MIN_SPEECH_MS,
+        max_speech_s=options.max_chunk_seconds,
     )
+    return [(round(start * SAMPLE_RATE), round(end * SAMPLE_RATE)) for start, end in regions]
