@@ -370,19 +370,22 @@ def _pack(group: _Group, starts, ends, pauses, duration, options, retracted=()) 
         return min(after, s.end + options.edge_pad, max((after + s.end) / 2, s.end), duration)
 
     for run in _runs(found, options, retracted):
-        pieces: list[list[int]] = [[run[0]]]
-        for k in run[1:]:
-            head = found[pieces[-1][0]]
-            if found[k].end - head.start + 2 * options.edge_pad > options.max_seconds:
-                pieces.append([k])
-            else:
-                pieces[-1].append(k)
-        for n, piece in enumerate(pieces):
-            first, last = found[piece[0]], found[piece[-1]]
-            prev_piece = pieces[n - 1] if n else None
-            next_piece = pieces[n + 1] if n + 1 < len(pieces) else None
-            start = _cut_between(found[prev_piece[-1]], first, pauses) if prev_piece else outer_start(first)
-            end = _cut_between(last, found[next_piece[0]], pauses) if next_piece else outer_end(last)
+
+        def end_at(j: int, run: list[int] = run) -> float:  # a piece ending with run[j] ends at the next cut
+            if j + 1 < len(run):
+                return _cut_between(found[run[j]], found[run[j + 1]], pauses)
+            return outer_end(found[run[j]])
+
+        i = 0
+        while i < len(run):
+            start = end_at(i - 1) if i else outer_start(found[run[i]])
+            j = i
+            while j + 1 < len(run) and end_at(j + 1) - start <= options.max_seconds:
+                j += 1
+            end = end_at(j)
+            first, last = found[run[i]], found[run[j]]
+            members = [found[k] for k in run[i : j + 1]]
+            i = j + 1
             where = f"tokens {first.first_token + group.token_offset}-{last.end_token + group.token_offset}"
             if end - start > options.max_seconds:
                 dropped.append((where, f"one sentence of {end - start:.1f} s > segment.max_seconds"))
@@ -392,7 +395,6 @@ def _pack(group: _Group, starts, ends, pauses, duration, options, retracted=()) 
                 continue
             tokens = alignment.tokens
             text = reference[tokens[first.first_token].char_start : tokens[last.end_token - 1].char_end]
-            members = [found[k] for k in piece]
             segments.append(SegmentText(
                 len(segments), start, end, first.first_token + group.token_offset,
                 last.end_token + group.token_offset, text, sum(s.n_words for s in members),

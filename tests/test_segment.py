@@ -128,6 +128,25 @@ def test_pieces_are_exact_slices_with_their_own_audio(tmp_path, fake_long_item):
         )
 
 
+def test_a_final_report_keeps_only_what_was_said_and_lists_the_rest(tmp_path, fake_long_item):
+    """segment.verify_sources: a template sentence nobody said is dropped with its reason, the pieces are
+    still exact slices with their own audio, and each records the item's verified share."""
+    path, heard = fake_long_item
+    spoken = "the heart is normal in size period | the lungs are clear period | no pleural effusion period"
+    heard["words"] = fake_words(spoken, [0.5, 14.0, 27.0], step=0.45)
+    report = REFERENCE + " Comparison is made with the prior examination from last year."
+    config, records, rejects = run_fake(tmp_path, path, report, verify_sources=["long"])
+    kept = " ".join(r.text for r in records)
+    assert "The lungs are clear." in kept and "Comparison" not in kept, [r.reason for r in rejects]
+    assert all(r.extra["verified_share"] == pytest.approx(13 / 23, abs=1e-4) for r in records)
+    assert [r.id for r in rejects] == ["rep"] and "sentence 4/4" in rejects[0].reason
+    for record in records:
+        info = sf.info(record.audio_filepath)
+        assert info.duration == pytest.approx(record.extra["end"] - record.extra["start"], abs=1e-3)
+    rows = [r for r in plan_rows(config) if r.get("kept")]
+    assert rows and all(r["verified_share"] == pytest.approx(13 / 23, abs=1e-4) for r in rows)
+
+
 def test_piece_whose_hypothesis_disagrees_is_rejected_with_its_numbers(tmp_path, fake_long_item):
     path, heard = fake_long_item
     spoken = "the heart is normal in size period | a window opens onto gardens | no pleural effusion period"

@@ -214,13 +214,16 @@ def cut_item(
     if plan.reason:
         logger.debug("segment %s: rejected whole: %s", record.id, plan.reason)
         result.rejects.append((record.id, plan.reason))
-        result.plan.append({"parent_id": record.id, "kept": False, "reason": plan.reason})
+        share = {} if plan.verified_share is None else {"verified_share": round(plan.verified_share, 4)}
+        result.plan.append({"parent_id": record.id, "kept": False, "reason": plan.reason, **share})
         return result
     count = len(plan.segments)
     for seg in plan.segments:
         piece_id = f"{record.id}__{seg.index}"
         reason = _piece_problem(seg, count, options)
         row = _plan_row(record.id, piece_id, seg, plan.matched_fraction)
+        if plan.verified_share is not None:
+            row["verified_share"] = round(plan.verified_share, 4)
         if reason:
             result.rejects.append((piece_id, reason))
             result.plan.append({**row, "kept": False, "reason": reason})
