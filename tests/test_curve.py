@@ -507,3 +507,15 @@ def test_arm_verdicts_need_the_whole_interval_on_one_side():
     assert verdict(d.ci_low, d.ci_high) == "worse" and d.delta == pytest.approx(d.b - d.a)
     d = matrix_bootstrap(ref, same, ["wer"], 500, 1)["wer"]
     assert d.ci_low < 0 < d.ci_high  # two draws of the same error rate
+
+
+def test_a_pools_curve_says_each_arm_against_the_first_with_its_interval():
+    points = [_point(arm, 0.8, d, 0.5, b) for arm, b in [("verbatim", 0.33), ("raw", 0.34)] for d in range(3)]
+    rows = [{"fraction": 0.8, "arm": "raw", "reference": "verbatim", "split": "test", "metric": "b_wer", "draws": 3,
+             "a": 0.33, "b": 0.34, "delta": 0.01, "ci_low": -0.02, "ci_high": 0.04, "verdict": "no difference shown"}]  # fmt: skip
+    meta = dict(_meta(), fractions=[0.8], seeds=3, pools={"verbatim": "v.jsonl", "raw": "r.jsonl"})
+    curve = build_curve(meta, {"base": {"b_wer": 0.4, "general_wer": 0.03}}, points, 1.0, rows)
+    text = " ".join(curve["sentences"])
+    assert curve["sentences"][0].startswith("With 30 minutes of dictation")  # the first pool leads
+    assert ("Raw against verbatim at the same 30 minutes (draws pooled, 95% paired bootstrap over utterances): "
+            "term error (B-WER) 34.0% against 33.0%, difference +1.0 pt [-2.0, +4.0]: no difference shown.") in text

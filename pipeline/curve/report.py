@@ -141,7 +141,9 @@ def _seeds(row: dict[str, Any]) -> str:
 def sentences(curve: dict[str, Any]) -> list[str]:
     """Plain statements generated from the numbers: the gain, how fast it comes, prompt, slope, quality."""
     metric, label = curve["term_metric"], METRIC_LABELS[curve["term_metric"]]
-    rows = [r for r in curve["summary"] if r["arm"] == "random" and r["term"] is not None]
+    arms = list(dict.fromkeys(r["arm"] for r in curve["summary"]))
+    main = "random" if "random" in arms or not arms else arms[0]  # with curve.pools: the first pool
+    rows = [r for r in curve["summary"] if r["arm"] == main and r["term"] is not None]
     base = curve["baselines"].get("base", {}).get(metric)
     if not rows or base is None:
         return [f"No {label} could be computed (is the lexicon empty, or are no terms in the test split?)."]
@@ -208,12 +210,25 @@ def _slope_sentence(curve: dict[str, Any], rows: list[dict[str, Any]]) -> list[s
     ]
 
 
+def _budget(curve: dict[str, Any], row: dict[str, Any]) -> float:
+    """The audio budget (hours) of an arm comparison's fraction."""
+    return next(p["budget_hours"] for p in curve["points"] if p["fraction"] == row["fraction"])
+
+
 def _quality_sentence(curve: dict[str, Any], label: str) -> list[str]:
     """Clean against random at every equal budget, on the curve's metric: the difference with its paired
     bootstrap interval, and a verdict only where the interval lies on one side of zero."""
     quality = curve.get("quality")
-    rows = [r for r in curve.get("comparisons", []) if r["arm"] == "clean" and r["metric"] == curve["term_metric"]
+    rows = [r for r in curve.get("comparisons", []) if r["metric"] == curve["term_metric"]
             and r["split"] == curve["domain_split"]]  # fmt: skip
+    if curve.get("pools") and rows:
+        return [
+            f"{r['arm'].capitalize()} against {r['reference']} at the same {_amount(curve, _budget(curve, r))} "
+            f"(draws pooled, 95% paired bootstrap over utterances): {label} {_pct(r['b'])} against {_pct(r['a'])}, "
+            f"difference {100 * r['delta']:+.1f} pt [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]: {r['verdict']}."
+            for r in rows if r["delta"] is not None and r["ci_low"] is not None
+        ]  # fmt: skip
+    rows = [r for r in rows if r["arm"] == "clean"]
     if not quality or not rows:
         return []
     removed = (
@@ -271,9 +286,13 @@ def render_markdown(curve: dict[str, Any], plot: str | None) -> str:
     lines.append(
         f"Mean over the draws, with the range (min–max) in brackets. {METRIC_LABELS[curve['term_metric']]} "
         f"on {curve['domain_split']} ({curve['splits'].get(curve['domain_split'])} utterances), general WER "
-        f"on {curve['general_split']}. Nested random subsets of {curve['train_manifest']} "
-        f"({curve['total_items']} utterances, {_amount(curve, curve['total_hours'])}); the same dev and "
-        f"test sets at every point. {METRIC_NOTES[curve['term_metric']]}"
+        f"on {curve['general_split']}. "
+        + (f"Each arm draws its own pool ({', '.join(f'{k}: {v}' for k, v in curve['pools'].items())}) to the same "
+           "budget, a share of the smallest pool's audio; "
+           if curve.get("pools") else
+           f"Nested random subsets of {curve['train_manifest']} ({curve['total_items']} utterances, "
+           f"{_amount(curve, curve['total_hours'])}); ")
+        + f"the same dev and test sets at every point. {METRIC_NOTES[curve['term_metric']]}"
     )
     if any(not r["budget_met"] for r in curve["summary"]):
         lines.append("\\* the clean data held less audio than this budget: all of it was used.")

@@ -207,6 +207,7 @@ def _meta(config, train_path, records, splits, options, quality, prompt, notes) 
         "train": {"mode": t.mode, "adapt": t.adapt, "max_steps": t.max_steps, "batch_size": t.batch_size,
                   "learning_rate": t.learning_rate, "cache_encoder_outputs": t.cache_encoder_outputs,
                   "seed": config.seed},
+        "pools": dict(config.curve.pools),
         "quality": None if quality is None else {
             "scored_items": quality.scored, "removed_items": len(quality.removed),
             "removed_hours": _hours(list(quality.removed)), "drop_fraction": config.curve.quality_drop_fraction,
