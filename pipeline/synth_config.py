@@ -33,6 +33,10 @@ class ArchiveSynthConfig:
     priority_weight: float = 10.0  # a term the training text lacks counts this many times in the selection
     max_words: int = 60  # longer sentences are rejected (a synthesizer reads them poorly)
     manifest: str = "archive.jsonl"  # written to synthesize.manifest_dir
+    # where the current model's misses are read from (their terms are chosen first, like lacking ones):
+    # evaluate transcript files of a dev split (<work_dir>/evaluate/transcripts/adapted/dev.jsonl) or the
+    # review page's corrections store (corrections.sqlite); never a test split
+    missed_from: tuple[str, ...] = ()
 
     def problems(self) -> list[str]:
         out = []
@@ -42,6 +46,12 @@ class ArchiveSynthConfig:
             out.append("synthesize.archive.priority_weight: must be >= 1")
         if not self.fields:
             out.append("synthesize.archive.fields: name at least one field or column")
+        from pathlib import Path
+
+        for path in self.missed_from:
+            if Path(path).stem.lower().startswith("test"):
+                out.append(f"synthesize.archive.missed_from: {path} is a test split; choosing training audio "
+                           "by test errors would leak the test set (use dev transcripts or corrections)")
         return out
 
 

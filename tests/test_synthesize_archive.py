@@ -92,3 +92,38 @@ def test_archive_sentences_keep_list_numbers_with_their_sentence_and_reject_with
         (3, "de-identification mark in the sentence (cannot be spoken)"),
         (3, "no words to speak"),
     ]
+
+
+def test_terms_the_current_model_misses_come_from_dev_transcripts_or_corrections_never_a_test_split(tmp_path):
+    import pytest
+
+    from pipeline.config import config_from_dict
+    from pipeline.errors import ConfigError
+    from pipeline.lexicon import Lexicon
+    from pipeline.manifest import write_jsonl
+    from pipeline.service.store import CorrectionsStore
+    from pipeline.tts.archive import missed_terms
+
+    lexicon = Lexicon(["pleural effusion", "pneumobilia", "ascites"])
+    dev = tmp_path / "dev.jsonl"
+    write_jsonl(dev, [
+        {"id": "a", "ref_norm": "small pleural effusion and ascites", "hyp_norm": "small plural infusion and ascites"},
+        {"id": "b", "ref_norm": "pneumobilia", "hyp_norm": "pneumobilia"},
+    ])  # fmt: skip
+    store = CorrectionsStore(tmp_path / "store")
+    store.save("default", b"RIFF....", ".wav", "new new mo bilia", "New pneumobilia.", "tiny.en")
+    assert missed_terms([dev], lexicon) == Counter({"pleural effusion": 1})
+    assert missed_terms([dev, store.path], lexicon) == Counter({"pleural effusion": 1, "pneumobilia": 1})
+    base = {"name": "t", "work_dir": str(tmp_path / "w"), "synthesize": {"archive": {"path": "a.jsonl"}}}
+    config_from_dict(base | {"synthesize": {"archive": {"path": "a.jsonl", "missed_from": [str(dev)]}}})
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(base | {"synthesize": {"archive": {"path": "a.jsonl", "missed_from": ["x/test_unseen.jsonl"]}}})
+    assert "synthesize.archive.missed_from" in str(e.value) and "test split" in str(e.value)
+    # and the selection takes a missed term first, like a lacking one
+    def cand(pid, terms):
+        return Candidate(Passage(pid, pid, "archive", "a.jsonl", 1), terms, 4.0)
+
+    pool = [cand("seen", ("ascites",)), cand("missed", ("pleural effusion",))]
+    cfg = ArchiveSynthConfig(path="a.jsonl", minutes=4 / 60, repeats=1, voices=1, priority_weight=10)
+    chosen = select(pool, Counter(), set(missed_terms([dev], lexicon)), cfg)
+    assert [c.passage.id for c, _ in chosen] == ["missed"]

@@ -40,6 +40,7 @@ def inputs(config: Config) -> list[Path]:
     paths += [Path(cfg.manifest_dir) / f"{split}.jsonl" for split in SPLITS]
     if cfg.archive is not None:
         paths += [Path(cfg.archive.path), Path(cfg.manifest_dir) / cfg.archive.manifest]
+        paths += [Path(p) for p in cfg.archive.missed_from]
     if cfg.final_reports is not None:
         final = cfg.final_reports
         paths += [Path(cfg.manifest_dir) / n for n in (final.manifest, final.verbatim_manifest, final.truth)]
@@ -160,7 +161,9 @@ def _plan_archive(config: Config, items: list) -> dict[str, Any]:
     lexicon = load_lexicon(config.lexicon)
     training = [i for i in items if i.split == "train" or i.split_use == "train"]
     before = Counter(m.term for i in training for m in lexicon.find(normalize_for_scoring(i.passage.text).split()))
-    priority = set(lexicon.terms) - set(before)
+    missed = arc.missed_terms(a.missed_from, lexicon)
+    lacking = set(lexicon.terms) - set(before)
+    priority = lacking | set(missed)
     pool = arc.candidates(passages, lexicon)
     covered = Counter(before)
     chosen = arc.select(pool, covered, priority, a)
@@ -175,7 +178,8 @@ def _plan_archive(config: Config, items: list) -> dict[str, Any]:
     summary = {"reports": len(reports), "sentences": len(passages), "rejected": len(rejects) + len(more),
                "candidates": len(pool), "chosen_sentences": len({c.passage.id for c, _ in chosen}),
                "renderings": len(planned), "estimated_minutes": round(sum(c.seconds for c, _ in chosen) / 60, 2),
-               "coverage": arc.coverage(before, covered, {t for c in pool for t in c.terms}, priority, a.repeats)}
+               "coverage": arc.coverage(before, covered, {t for c in pool for t in c.terms}, lacking, a.repeats,
+                                        set(missed))}
     logger.info("synthesize: archive %s: %d reports, %d sentences (%d rejected), %d renderings chosen (~%.1f min)",
                 a.path, len(reports), len(passages), summary["rejected"], len(planned), summary["estimated_minutes"])
     return {"items": planned, "rejects": rejects + more, "summary": summary}

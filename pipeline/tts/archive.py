@@ -10,7 +10,8 @@ budget of minutes of audio.
                  test_general or demo sentence is ever read for training), a repeat of an earlier sentence
     selection    greedy set cover, lazily evaluated: the next sentence is the one with the most uncovered
                  term occurrences per second of estimated audio, a term the real training text lacks
-                 weighing `priority_weight` times more; each sentence is read by at most `voices`
+                 or the current model misses (`missed_from`: evaluate transcripts of a dev split, or the
+                 review page's corrections store) weighing `priority_weight` times more; each sentence is read by at most `voices`
                  distinct train voices (never a test voice); it stops when every term is covered
                  `repeats` times or the budget is spent
     coverage     per term, the renderings of the demo training text and of the archive selection:
@@ -128,19 +129,58 @@ def select(pool: list[Candidate], covered: Counter, priority: set[str], cfg: Arc
     return chosen
 
 
+def missed_terms(paths, lexicon) -> Counter:
+    """Lexicon terms the current model missed: in the reference, or the radiologist's correction, but not in
+    the hypothesis, counted per occurrence. Each path is an evaluate transcript file (JSONL rows with
+    ref_norm and hyp_norm; a dev split, never a test one: ArchiveSynthConfig.problems refuses test*) or
+    a corrections store (.sqlite of `dictune serve`: hypothesis and corrected text)."""
+    from pathlib import Path
+
+    from pipeline.errors import DictuneError
+    from pipeline.manifest import iter_jsonl
+    from pipeline.scoring_form import normalize_for_scoring
+
+    def terms(text_norm: str) -> Counter:
+        return Counter(m.term for m in lexicon.find(text_norm.split()))
+
+    missed: Counter = Counter()
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise DictuneError(f"{path}: synthesize.archive.missed_from: not found")
+        if path.suffix == ".sqlite":
+            from pipeline.service.store import read_corrections
+
+            pairs = [(normalize_for_scoring(c.corrected), normalize_for_scoring(c.hypothesis))
+                     for c in read_corrections(path)]  # fmt: skip
+        else:
+            pairs = []
+            for line, row in iter_jsonl(path):
+                if "ref_norm" not in row or "hyp_norm" not in row:
+                    raise DictuneError(f"{path}:{line}: synthesize.archive.missed_from: a row needs ref_norm and "
+                                       "hyp_norm (an evaluate transcript file)")
+                pairs.append((row["ref_norm"], row["hyp_norm"]))
+        for ref, hyp in pairs:
+            missed.update(terms(ref) - terms(hyp))
+    return missed
+
+
 def voices_for(passage: Passage, train_voices, count: int, seed: int) -> list:
     from pipeline.tts.plan import draw_voices, item_seed
 
     return draw_voices(train_voices, count, random.Random(item_seed(seed, "archive-voices", passage.id)))
 
 
-def coverage(before: Counter, after: Counter, terms: set[str], priority: set[str], repeats: int) -> dict:
+def coverage(before: Counter, after: Counter, terms: set[str], priority: set[str], repeats: int,
+             missed: set[str] = frozenset()) -> dict:  # fmt: skip
     """How many of `terms` (the archive's) reach `repeats` renderings before and after the selection."""
     def reached(counts: Counter, subset: set[str]) -> int:
         return sum(1 for t in subset if counts[t] >= repeats)
 
-    lacking = terms & priority
+    lacking = terms & priority  # `priority` here: the terms the training text lacks
+    model_misses = terms & set(missed)
     return {"archive_terms": len(terms), "terms_training_lacks": len(lacking), "repeats": repeats,
             "covered_before": reached(before, terms), "covered_after": reached(after, terms),
             "lacking_covered_before": reached(before, lacking),
-            "lacking_covered_after": reached(after, lacking)}  # fmt: skip
+            "lacking_covered_after": reached(after, lacking),
+            "terms_model_misses": len(model_misses), "missed_covered_before": reached(before, model_misses),
+            "missed_covered_after": reached(after, model_misses)}  # fmt: skip
