@@ -40,7 +40,12 @@ def test_one_string_per_input_in_order_for_mixed_lengths(transcriber):
 
 def test_order_is_restored_after_sorting_by_length(transcriber, monkeypatch):
     monkeypatch.setattr(transcriber, "_features", lambda arrays: [len(a) for a in arrays])
-    monkeypatch.setattr(transcriber, "_decode_batch", lambda inputs, prompt_ids: [str(n) for n in inputs["input_features"]])
+    from pipeline.inference.engines import Decoded
+
+    def decode(inputs, prompt_ids, with_words):  # each input's "features" are its length
+        return [Decoded(str(n), ()) for n in inputs["input_features"]]
+
+    monkeypatch.setattr(transcriber, "_decode_batch", decode)
     arrays = [np.zeros(n, np.float32) for n in (5, 900, 30, 7, 400, 2, 60)]
     assert transcriber.transcribe(arrays) == [str(len(a)) for a in arrays]
 
