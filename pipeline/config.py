@@ -372,6 +372,9 @@ def validate(config: Config) -> list[str]:
     names = [s.name for s in config.ingest.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"ingest.sources: name {dup!r} is used twice")
+    for name in config.segment.verify_sources:
+        if name not in names:
+            problems.append(f"segment.verify_sources: {name!r} is not an ingest source (sources: {', '.join(names) or 'none'})")
     for i, source in enumerate(config.ingest.sources):
         if source.format not in ("auto", "jsonl", "csv", "tsv", "audiofolder", "directory", "corrections"):
             problems.append(f"ingest.sources[{i}].format: unknown format {source.format!r}")

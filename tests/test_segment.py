@@ -265,3 +265,12 @@ def test_hugging_face_model_dir_uses_the_transformers_word_timer(tiny_whisper_di
     words = timer(audio)
     assert words and all(isinstance(w, al.HypWord) and 0 <= w.start <= w.end for w in words)
     assert [w.start for w in words] == sorted(w.start for w in words)
+
+
+def test_verify_sources_must_name_an_ingest_source(tmp_path):
+    from pipeline.errors import ConfigError
+
+    make_config(tmp_path, verify_sources=["long"])
+    with pytest.raises(ConfigError) as e:
+        make_config(tmp_path, verify_sources=["archive"])
+    assert "segment.verify_sources: 'archive' is not an ingest source (sources: long)" in str(e.value)
