@@ -10,7 +10,6 @@ long_max_seconds], is left out of the manifests and listed in <work_dir>/synthes
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -104,7 +103,7 @@ def _write_final(verbatim: list[Record], items, cfg: SynthesizeConfig) -> None:
     was said, and the truth (edits, and per report token whether it was said there)."""
     import dataclasses
 
-    from pipeline.files import atomic_write_text
+    from pipeline.manifest import write_jsonl
 
     final = cfg.final_reports
     reports = {item.id: item.final for item in items if item.final is not None}
@@ -120,7 +119,7 @@ def _write_final(verbatim: list[Record], items, cfg: SynthesizeConfig) -> None:
     out = Path(cfg.manifest_dir)
     write_manifest(out / final.manifest, filed)
     write_manifest(out / final.verbatim_manifest, [dataclasses.replace(r, extra={**r.extra, "transcript": "verbatim"}) for r in verbatim])
-    atomic_write_text(out / final.truth, "".join(json.dumps(row) + "\n" for row in truth))
+    write_jsonl(out / final.truth, truth)
 
 
 def _held_out(config: Config, corpus) -> tuple[Any, Any]:

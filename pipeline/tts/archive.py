@@ -170,13 +170,14 @@ def voices_for(passage: Passage, train_voices, count: int, seed: int) -> list:
     return draw_voices(train_voices, count, random.Random(item_seed(seed, "archive-voices", passage.id)))
 
 
-def coverage(before: Counter, after: Counter, terms: set[str], priority: set[str], repeats: int,
+def coverage(before: Counter, after: Counter, terms: set[str], lacking: set[str], repeats: int,
              missed: set[str] = frozenset()) -> dict:  # fmt: skip
-    """How many of `terms` (the archive's) reach `repeats` renderings before and after the selection."""
+    """How many of `terms` (the archive's) reach `repeats` renderings before and after the selection, overall,
+    among the terms the training text `lacking`, and among those the current model `missed`."""
     def reached(counts: Counter, subset: set[str]) -> int:
         return sum(1 for t in subset if counts[t] >= repeats)
 
-    lacking = terms & priority  # `priority` here: the terms the training text lacks
+    lacking = terms & lacking
     model_misses = terms & set(missed)
     return {"archive_terms": len(terms), "terms_training_lacks": len(lacking), "repeats": repeats,
             "covered_before": reached(before, terms), "covered_after": reached(after, terms),
