@@ -280,3 +280,32 @@ def test_a_random_multilingual_size_trains_one_step(tmp_path, capsys):
     loss = loss_module(labels=labels, input_features=torch.randn(1, 80, 3000))
     loss.backward()
     assert all(p.grad is not None for p in loss_module.parameters() if p.requires_grad)
+
+
+def test_a_random_model_without_its_weights_is_refilled_with_the_same_tensors(tmp_path):
+    """The GPU check carries a random model's small files only; the refill rebuilds the seeded weights."""
+    from safetensors.torch import load_file
+
+    from pipeline.errors import DictuneError
+    from pipeline.models.shapes import random_model, refill_weights
+
+    out = random_model("tiny.en", tmp_path / "tiny.en", seed=3)
+    before = load_file(out / "model.safetensors")
+    assert not refill_weights(out, seed=3)  # it has weights: left alone
+    (out / "model.safetensors").unlink()
+    assert refill_weights(out, seed=3)
+    after = load_file(out / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch_equal(before[k], after[k]) for k in before)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp left
+    (out / "model.safetensors").unlink()
+    assert refill_weights(out, seed=4)
+    key = "model.encoder.conv1.weight"
+    assert not torch_equal(load_file(out / "model.safetensors")[key], before[key])
+    with pytest.raises(DictuneError, match="no config.json"):
+        refill_weights(tmp_path)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)

@@ -12,6 +12,7 @@ language token (vocabulary 51,866 against base's 51,865): its random model keeps
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 from pipeline.errors import DictuneError
@@ -98,3 +99,32 @@ def random_model(name: str, out: str | Path, seed: int = 0, cache_dir: str | Pat
         model.save_pretrained(tmp)
         build_processor(tokenizer, shape.n_mels).save_pretrained(tmp)
     return out
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def refill_weights(model_dir: str | Path, seed: int = 0) -> bool:
+    """Rebuild the weights of a random model dir that travelled without them; False if it has weights.
+
+    The config, tokenizer and processor are kilobytes, a random large-v3-turbo's weights 3 GB: a machine
+    that cannot build `random_model` (no builtin tokenizer there) gets the small files and refills the
+    weights. The same seed gives the same tensors as `random_model` (the model is built the same way).
+    """
+    import torch
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
+    model_dir = Path(model_dir)
+    if any((model_dir / name).exists() for name in WEIGHT_FILES):
+        return False
+    if not (model_dir / "config.json").is_file():
+        raise DictuneError(f"{model_dir}: no config.json, not a model dir (build it with dictune model random)")
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(WhisperConfig.from_pretrained(model_dir))
+    model.generation_config = GenerationConfig.from_pretrained(model_dir)
+    with tempfile.TemporaryDirectory(prefix=".weights.", dir=model_dir) as tmp:
+        model.save_pretrained(tmp)  # then only the weight files move in, each in one rename
+        for path in sorted(Path(tmp).iterdir()):
+            if path.name in WEIGHT_FILES or path.name.startswith("model-"):
+                path.replace(model_dir / path.name)
+    return True
