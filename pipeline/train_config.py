@@ -28,7 +28,8 @@ class TrainConfig:
     prepend_space: bool = True  # tokenize " text" like Whisper's own outputs
     language: str = "en"  # multilingual bases only: language token of the targets
     task: str = "transcribe"  # multilingual bases only: transcribe | translate
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    num_workers: int | str = "auto"  # DataLoader worker processes (0 = load in the training process);
+    # auto: 0 on CPU (workers would take cores from the math), up to 4 on CUDA (pipeline/training/state.py)
     # -- streaming (pipeline/training/stream.py): big corpora are read from Parquet shards as training goes,
     # in batches of a total duration, instead of being loaded whole
     streaming: bool | str = "auto"  # auto (when the train manifest holds >= streaming_min_hours) | true | false
@@ -112,8 +113,10 @@ class TrainConfig:
                     "stream_max_items", "stream_pool_rows")  # fmt: skip
         out += [f"train.{k}: must be >= 1" for k in positive if getattr(self, k) < 1]
         counts = ("stream_readers", "warmup_steps", "eval_steps", "save_steps", "log_steps", "early_stopping_patience",
-                  "num_workers", "eval_max_items")  # fmt: skip
+                  "eval_max_items")  # fmt: skip
         out += [f"train.{k}: must be >= 0" for k in counts if getattr(self, k) < 0]
+        if str(self.num_workers).lower() != "auto" and not (isinstance(self.num_workers, int) and self.num_workers >= 0):
+            out.append(f"train.num_workers: must be auto or a count >= 0, got {self.num_workers!r}")
         if not 0.0 <= self.lora_dropout < 1.0 or not 0.0 <= self.augment_prob <= 1.0:
             out.append("train.lora_dropout / train.augment_prob: must be probabilities")
         shares = (self.context_terms_share, self.context_previous_share, self.context_keep_own)

@@ -106,3 +106,18 @@ def test_config_is_frozen_and_round_trips():
         config.name = "y"  # type: ignore[misc]
     again = config_from_dict(config_to_dict(config))
     assert again == config
+
+
+def test_loader_workers_are_auto_or_a_count_and_auto_uses_them_only_on_a_gpu():
+    from pipeline.training.state import GPU_LOADER_WORKERS, resolve_loader_workers
+
+    assert config_from_dict({"name": "x"}).train.num_workers == "auto"
+    assert config_from_dict({"name": "x", "train": {"num_workers": 3}}).train.num_workers == 3
+    for bad in (-1, "many"):
+        with pytest.raises(ConfigError, match="train.num_workers: must be auto or a count >= 0"):
+            config_from_dict({"name": "x", "train": {"num_workers": bad}})
+    assert resolve_loader_workers("auto", on_cuda=False, cpus=16) == 0
+    assert resolve_loader_workers("auto", on_cuda=True, cpus=16) == GPU_LOADER_WORKERS
+    assert resolve_loader_workers("auto", on_cuda=True, cpus=2) == 1  # one core stays with training
+    assert resolve_loader_workers("AUTO", on_cuda=True, cpus=None) == 0
+    assert resolve_loader_workers(2, on_cuda=False, cpus=1) == 2  # a count is taken as given

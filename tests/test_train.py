@@ -602,3 +602,24 @@ def test_two_cpu_processes_agree_and_write_one_adapter(tiny_whisper_dir, corpus,
     assert (out / "checkpoints" / "step-000002" / "random_states_1.pkl").is_file()
     weights = adapter_tensors(out / "adapter")
     assert any(float(t.abs().max()) > 0 for k, t in weights.items() if "lora_B" in k)  # it learned
+
+
+def test_loader_worker_processes_train_exactly_what_the_training_process_would(tiny_whisper_dir, corpus, tmp_path):
+    """train.num_workers > 0 (auto picks it on a GPU) loads and augments in other processes: every random
+    draw comes from (seed, epoch, item), so the adapter is the one the in-process loader trains."""
+    from pipeline.training.trainer import Trainer
+
+    settings = {"adapt": "both", "max_steps": 3, "dev_manifest": "", "noise": True, "speed": True,
+                "augment_prob": 1.0, "context_previous_share": 0.5, "context_terms_share": 0.5,
+                "export_best": False, "merge": False}  # fmt: skip
+    adapters = []
+    for workers in (0, 2):
+        config = make_config(tmp_path / str(workers), corpus, num_workers=workers, **settings)
+        trainer = Trainer(config, tiny_whisper_dir, progress=False)
+        assert trainer.data.loader(0).num_workers == workers
+        trainer.train()
+        adapters.append(adapter_tensors(tmp_path / str(workers) / "work" / "train" / "adapter"))
+    a, b = adapters
+    assert a.keys() == b.keys() and any(float(t.abs().max()) > 0 for k, t in a.items() if "lora_B" in k)
+    for key in a:
+        assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-6), key

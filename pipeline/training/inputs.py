@@ -12,6 +12,7 @@ extra_train_manifests; replay and mix_manifests pools are drawn into each epoch 
 from __future__ import annotations
 
 import logging
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from pipeline.training.encoder_cache import CachePlan, cache_root_dir, free_byte
 from pipeline.training.evaluation import load_terms
 from pipeline.training.model_setup import spec_augment_active
 from pipeline.training.shards import INDEX_NAME, ShardIndex, read_index, write_shards
+from pipeline.training.state import resolve_loader_workers
 from pipeline.training.stream import ShardStream, StreamOptions, streaming_wanted
 
 logger = logging.getLogger("dictune")
@@ -60,6 +62,8 @@ class TrainingInputs:
         self.config, self.cfg = config, config.train
         self.bundle, self.accelerator, self.out_dir = bundle, accelerator, out_dir
         self.precision, self.progress = precision, progress
+        self.loader_workers = resolve_loader_workers(self.cfg.num_workers, accelerator.device.type == "cuda",
+                                                     os.cpu_count())  # fmt: skip
         self.whisper = bundle.whisper
         self.augment = augment
         self.stream = self._open_stream()  # None: the training items are loaded whole
@@ -264,7 +268,7 @@ class TrainingInputs:
 
         if self.stream is not None:
             return DataLoader(StreamDataset(self.config.seed, self.augment), batch_sampler=StreamBatches(self, start),
-                              collate_fn=self.collator, num_workers=self.cfg.num_workers)  # fmt: skip
+                              collate_fn=self.collator, num_workers=self.loader_workers)  # fmt: skip
         plan = self.plan
 
         class _Batches:
@@ -272,7 +276,7 @@ class TrainingInputs:
                 return plan.iterate(start)
 
         return DataLoader(self.dataset, batch_sampler=_Batches(), collate_fn=self.collator,
-                          num_workers=self.cfg.num_workers, generator=torch.Generator().manual_seed(self.config.seed),
+                          num_workers=self.loader_workers, generator=torch.Generator().manual_seed(self.config.seed),
                           persistent_workers=False)  # fmt: skip
 
     def stream_entries(self, micro: int, epoch: int, rows: list[dict[str, Any]]) -> list[StreamEntry]:

@@ -66,6 +66,17 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+GPU_LOADER_WORKERS = 4  # measured: the in-process loader left an H200 idle (README, GPU check)
+
+
+def resolve_loader_workers(requested: int | str, on_cuda: bool, cpus: int | None) -> int:
+    """train.num_workers: a count as given; auto: 0 on CPU, where loader processes would take cores from
+    the math, and on CUDA up to GPU_LOADER_WORKERS, leaving one core to the training process."""
+    if str(requested).lower() != "auto":
+        return int(requested)
+    return min(GPU_LOADER_WORKERS, max(0, (cpus or 1) - 1)) if on_cuda else 0
+
+
 def resolve_precision(requested: str) -> str:
     """accelerate's mixed_precision value: 'bf16', 'fp16' or 'no'.
 
