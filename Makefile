@@ -68,7 +68,8 @@ serve: install
 # sized to finish in <= 15 min on 2 cores; bench/results.json holds them all. Bigger: BENCH_TRAIN_ARGS="--steps 30".
 # After `make demo` the transcription bench runs the adapted model (merged + its CT2 export) on 40 clips of
 # the demo test split; before it, the base tiny.en on 40 synthesized clips. After `make demo` the evaluate
-# bench also runs: the evaluate stage's decoding with and without shared encoder states (24 clips a split).
+# bench also runs: the evaluate stage's decoding with and without shared encoder states (24 clips a split),
+# and time to quality: dictune's default training against the recipe's final dev term error (about 15 min).
 DEMO_ADAPTER := $(wildcard work/radiology_demo/train/adapter/adapter_config.json)
 BENCH_TRAIN_ARGS ?=
 BENCH_TRANSCRIBE_ARGS ?= $(if $(DEMO_ADAPTER),--adapter work/radiology_demo/train/adapter \
@@ -80,9 +81,11 @@ bench: install
 	$(PY) scripts/bench_units.py
 	$(if $(DEMO_ADAPTER),$(PY) scripts/bench_evaluate.py $(DEMO_CONFIG) --limit 24 --out bench/evaluate.json,\
 	  @echo "evaluate bench skipped: run make demo first"; rm -f bench/evaluate.json)
+	$(if $(DEMO_ADAPTER),$(PY) scripts/bench_time_to_quality.py --config $(DEMO_CONFIG) --out bench/time_to_quality.json,\
+	  @echo "time-to-quality bench skipped: run make demo first"; rm -f bench/time_to_quality.json)
 	$(PY) -c 'import json, os; from pipeline.files import atomic_write_json; \
 	  atomic_write_json("bench/results.json", {k: json.load(open(f"bench/{k}.json")) \
-	  for k in ("train", "transcribe", "evaluate") if os.path.exists(f"bench/{k}.json")})'
+	  for k in ("train", "transcribe", "evaluate", "time_to_quality") if os.path.exists(f"bench/{k}.json")})'
 	@echo "written bench/results.json"
 
 lint: install

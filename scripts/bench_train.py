@@ -266,9 +266,12 @@ def _reference_features(s: Settings, processor: Any) -> tuple[Any, Any, float]:
     return vectorized, vectorized.select(batch_order([r.duration for r in records], s)), seconds
 
 
-def run_reference(s: Settings, work_dir: str, adapt: str = "both", loader_workers: int = 0) -> dict[str, Any]:
+def run_reference(
+    s: Settings, work_dir: str, adapt: str = "both", loader_workers: int = 0, save_to: str | None = None
+) -> dict[str, Any]:
     """The Hugging Face recipe: precomputed features, Seq2SeqTrainer, peft LoRA (on `adapt`); its
-    DataLoader in the training process (the example's default) or in `loader_workers` processes."""
+    DataLoader in the training process (the example's default) or in `loader_workers` processes. The
+    trained adapter is saved to `save_to` when given."""
     import torch
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
@@ -305,6 +308,8 @@ def run_reference(s: Settings, work_dir: str, adapt: str = "both", loader_worker
     )
     setup_seconds = time.monotonic() - setup_start - prep_seconds
     trainer.train()
+    if save_to:
+        model.save_pretrained(save_to)
     labels = vectorized[0]["labels"]
     return {
         "losses": [entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
