@@ -67,7 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     max_grad_norm: float = 1.0  # gradient clipping (0 = off)
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
-    precision: str = "auto"  # auto (bf16 on CPU when supported, fp16 on CUDA) | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (bf16 where CPU or GPU has it, else fp16 on CUDA) | bf16 | fp16 | fp32
     # -- augmentation (all off by default; any of them disables the encoder cache)
     spec_augment: bool = False  # SpecAugment inside the model (time/feature masking of log-mels)
     mask_time_prob: float = 0.05  # SpecAugment: share of frames masked

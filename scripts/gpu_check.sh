@@ -48,7 +48,7 @@ part big_models $PY scripts/bench_big_models.py --sizes $SIZES --modes lora full
 # 2. the Hugging Face recipe beside dictune's Trainer, same LoRA config, data and batches
 for size in $SIZES; do
   part "train-$size" $PY scripts/bench_train.py --model "data/random_models/$size" \
-    --runs hf-reference dictune-both hf-decoder dictune-default \
+    --runs hf-reference hf-reference-w4 dictune-both hf-decoder hf-decoder-w4 dictune-default \
     --steps "$STEPS" --batch-size "$BATCH" --warmup 2 --threads 4 --precision bf16 --out "$DIR/train-$size.json"
 done
 $PY - "$OUT" "$DIR" $SIZES <<'PYEOF'

@@ -121,3 +121,16 @@ def test_loader_workers_are_auto_or_a_count_and_auto_uses_them_only_on_a_gpu():
     assert resolve_loader_workers("auto", on_cuda=True, cpus=2) == 1  # one core stays with training
     assert resolve_loader_workers("AUTO", on_cuda=True, cpus=None) == 0
     assert resolve_loader_workers(2, on_cuda=False, cpus=1) == 2  # a count is taken as given
+
+
+def test_auto_precision_is_bf16_on_a_gpu_that_has_it_and_fp16_on_one_that_has_not(monkeypatch):
+    import torch
+
+    from pipeline.training.state import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto") == "fp16"
+    assert resolve_precision("fp32") == "no" and resolve_precision("BF16") == "bf16"  # asked for: as asked
