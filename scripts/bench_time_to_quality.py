@@ -15,8 +15,10 @@ steps so far. Neither side's evaluations are counted.
 
 Both are scored by the same code: dictune's dev evaluation (greedy transcripts, term error = 1 - recall
 of lexicon terms), the recipe's adapter loaded into the same peft model after dictune's run.
-Figure: the first dictune evaluation at or below the recipe's final dev term error; ratio = the
-recipe's time / dictune's time to it. Needs the config's normalize stage (make demo, or `dictune run
+The recipe's checkpoints (every --eval-every steps) are scored the same way, so both sides have a
+timeline. Figures: the first dictune evaluation at or below the recipe's final dev term error (ratio =
+the recipe's time / dictune's time to it), and, since a small dev split moves by whole term
+occurrences, the best level both sides reach by their last step and the time each needs to get there. Needs the config's normalize stage (make demo, or `dictune run
 CONFIG --only synthesize,ingest,segment,normalize`).
 """
 
@@ -65,6 +67,11 @@ def dictune_run(config: Any, s: Any, args: argparse.Namespace, work_dir: Path) -
         for e in trainer.state.evaluations
     ]  # fmt: skip
     return trainer, {"cache_seconds": round(cache, 2), "timeline": timeline}
+
+
+def first_at(timeline: list[dict[str, Any]], level: float) -> dict[str, Any] | None:
+    """The first point of a timeline whose dev term error is at or below `level`."""
+    return next((p for p in timeline if p["dev_term_error"] is not None and p["dev_term_error"] <= level), None)
 
 
 def score_adapter(trainer: Any, adapter_dir: Path) -> dict[str, Any]:
@@ -117,37 +124,56 @@ def main() -> int:
         s = settings_from(args, model_dir, str(manifest))
         print(f"recipe (hf-decoder): {args.steps} steps x {args.batch_size} ...", flush=True)
         start = time.monotonic()
-        recipe = run_reference(s, str(Path(tmp) / "hf"), adapt="decoder", save_to=str(Path(tmp) / "hf_adapter"))
+        recipe = run_reference(s, str(Path(tmp) / "hf"), adapt="decoder", save_to=str(Path(tmp) / "hf_adapter"),
+                               save_steps=args.eval_every)  # fmt: skip
         recipe_wall = time.monotonic() - start
         recipe_seconds = recipe["prep_seconds"] + sum(recipe["step_wall"])
         print(f"dictune: {args.steps} steps, dev every {args.eval_every} ...", flush=True)
         trainer, ours = dictune_run(config, s, args, Path(tmp) / "dictune")
-        recipe_scores = score_adapter(trainer, Path(tmp) / "hf_adapter")
-    target = recipe_scores.get("dev_term_error")
-    reached = next((p for p in ours["timeline"] if p["dev_term_error"] is not None and p["dev_term_error"] <= target), None)
+        print("scoring the recipe's checkpoints ...", flush=True)
+        recipe_timeline = []
+        for step in range(args.eval_every, args.steps + 1, args.eval_every):
+            checkpoint = Path(tmp) / "hf" / "hf_out" / f"checkpoint-{step}"
+            scores = score_adapter(trainer, checkpoint if step < args.steps else Path(tmp) / "hf_adapter")
+            seconds = recipe["prep_seconds"] + sum(recipe["step_wall"][:step])
+            recipe_timeline.append({"step": step, "seconds": round(seconds, 2),
+                                    "dev_term_error": scores.get("dev_term_error"), "dev_wer": scores.get("dev_wer")})  # fmt: skip
+    final = recipe_timeline[-1]
+    target = final["dev_term_error"]
+    reached = first_at(ours["timeline"], target)
+    # the best level both sides reach by their last step: the time each needs to get there
+    level = max(target, ours["timeline"][-1]["dev_term_error"])
+    level_times = {"recipe": first_at(recipe_timeline, level), "dictune": first_at(ours["timeline"], level)}
     figures = {
         "recipe": {"seconds": round(recipe_seconds, 2), "prep_seconds": round(recipe["prep_seconds"], 2),
                    "s_per_step": round(sum(recipe["step_wall"]) / len(recipe["step_wall"]), 4),
-                   "process_seconds": round(recipe_wall, 2), "dev_term_error": target,
-                   "dev_wer": recipe_scores.get("dev_wer"), "final_train_loss":
-                   round(sum(recipe["losses"][-args.last_k:]) / min(args.last_k, len(recipe["losses"])), 4)},
+                   "process_seconds": round(recipe_wall, 2), "dev_term_error": target, "dev_wer": final["dev_wer"],
+                   "final_train_loss":
+                   round(sum(recipe["losses"][-args.last_k:]) / min(args.last_k, len(recipe["losses"])), 4),
+                   "timeline": recipe_timeline},
         "dictune": ours,
         "reached": reached,
         "ratio": round(recipe_seconds / reached["seconds"], 2) if reached and reached["seconds"] else None,
+        "common_level": {"dev_term_error": level, **level_times,
+                         "ratio": round(level_times["recipe"]["seconds"] / level_times["dictune"]["seconds"], 2)},
     }  # fmt: skip
-    settings = {"config": args.config, "prompts": args.prompts, "model": model_dir, "steps": args.steps, "batch_size": args.batch_size,
-                "threads": args.threads, "eval_every": args.eval_every, "precision": s.precision,
-                "warmup": s.warmup_steps, "train_items": len(read_manifest(source))}  # fmt: skip
+    settings = {"config": args.config, "prompts": args.prompts, "model": model_dir, "steps": args.steps,
+                "batch_size": args.batch_size, "threads": args.threads, "eval_every": args.eval_every,
+                "precision": s.precision, "warmup": s.warmup_steps, "train_items": len(read_manifest(source))}  # fmt: skip
     atomic_write_json(args.out, {"settings": settings, **figures})
-    print(f"\nrecipe: {figures['recipe']['seconds']} s ({figures['recipe']['prep_seconds']} s features), "
-          f"dev term error {target}")  # fmt: skip
-    for point in ours["timeline"]:
-        print(f"dictune step {point['step']:>4}: {point['seconds']:>8} s, dev term error {point['dev_term_error']}")
+    print(f"\n{'step':>5} {'recipe s':>9} {'term err':>9} {'dictune s':>10} {'term err':>9}")
+    for a, b in zip(recipe_timeline, ours["timeline"]):
+        print(f"{a['step']:>5} {a['seconds']:>9} {a['dev_term_error']:>9.3f} {b['seconds']:>10} {b['dev_term_error']:>9.3f}")
     if reached:
-        print(f"dictune reached the recipe's final dev term error at step {reached['step']}, {reached['seconds']} s: "
-              f"{figures['ratio']}x less time (cache {ours['cache_seconds']} s included)")  # fmt: skip
+        print(f"dictune reached the recipe's final dev term error ({target:.3f}) at step {reached['step']}, "
+              f"{reached['seconds']} s (cache {ours['cache_seconds']} s included); the recipe's time over dictune's: "
+              f"{figures['ratio']}x")  # fmt: skip
     else:
-        print("dictune did not reach the recipe's final dev term error within the steps")
+        print(f"dictune did not reach the recipe's final dev term error ({target:.3f}) within the steps")
+    c = figures["common_level"]
+    print(f"the best level both reach, {level:.3f}: recipe at step {c['recipe']['step']} ({c['recipe']['seconds']} s), "
+          f"dictune at step {c['dictune']['step']} ({c['dictune']['seconds']} s); the recipe's time over dictune's: "
+          f"{c['ratio']}x")  # fmt: skip
     print(f"written {args.out}")
     return 0
 

@@ -267,11 +267,13 @@ def _reference_features(s: Settings, processor: Any) -> tuple[Any, Any, float]:
 
 
 def run_reference(
-    s: Settings, work_dir: str, adapt: str = "both", loader_workers: int = 0, save_to: str | None = None
+    s: Settings, work_dir: str, adapt: str = "both", loader_workers: int = 0, save_to: str | None = None,
+    save_steps: int = 0,
 ) -> dict[str, Any]:
     """The Hugging Face recipe: precomputed features, Seq2SeqTrainer, peft LoRA (on `adapt`); its
     DataLoader in the training process (the example's default) or in `loader_workers` processes. The
-    trained adapter is saved to `save_to` when given."""
+    trained adapter is saved to `save_to` when given, and every `save_steps` steps to
+    <work_dir>/hf_out/checkpoint-<step> (the Trainer's own checkpoints, model only)."""
     import torch
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
@@ -293,7 +295,8 @@ def run_reference(
         learning_rate=s.learning_rate, warmup_steps=s.warmup_steps, max_steps=s.steps,
         lr_scheduler_type="linear",
         bf16=s.precision == "bf16", fp16=s.precision == "fp16", use_cpu=not torch.cuda.is_available(),
-        eval_strategy="no", save_strategy="no", logging_steps=1, report_to="none", seed=s.seed,
+        eval_strategy="no", save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
+        save_only_model=True, logging_steps=1, report_to="none", seed=s.seed,
         train_sampling_strategy="sequential",  # the items are already in dictune's batch-plan order
         label_names=["labels"], disable_tqdm=True, dataloader_num_workers=loader_workers,
         dataloader_persistent_workers=loader_workers > 0,
