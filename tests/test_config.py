@@ -121,6 +121,8 @@ def test_loader_workers_are_auto_or_a_count_and_auto_uses_them_only_on_a_gpu():
     assert resolve_loader_workers("auto", on_cuda=True, cpus=2) == 1  # one core stays with training
     assert resolve_loader_workers("AUTO", on_cuda=True, cpus=None) == 0
     assert resolve_loader_workers(2, on_cuda=False, cpus=1) == 2  # a count is taken as given
+    assert resolve_loader_workers("auto", on_cuda=True, cpus=16, local_processes=8) == 1  # 8 GPUs share 16 cores
+    assert resolve_loader_workers("auto", on_cuda=True, cpus=64, local_processes=8) == GPU_LOADER_WORKERS
 
 
 def test_auto_precision_is_bf16_on_a_gpu_that_has_it_and_fp16_on_one_that_has_not(monkeypatch):

@@ -63,7 +63,7 @@ class TrainingInputs:
         self.bundle, self.accelerator, self.out_dir = bundle, accelerator, out_dir
         self.precision, self.progress = precision, progress
         self.loader_workers = resolve_loader_workers(self.cfg.num_workers, accelerator.device.type == "cuda",
-                                                     os.cpu_count())  # fmt: skip
+                                                     os.cpu_count(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # fmt: skip
         self.whisper = bundle.whisper
         self.augment = augment
         self.stream = self._open_stream()  # None: the training items are loaded whole

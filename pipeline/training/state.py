@@ -69,12 +69,14 @@ def peak_rss_mb() -> float:
 GPU_LOADER_WORKERS = 4  # measured: the in-process loader left an H200 idle (README, GPU check)
 
 
-def resolve_loader_workers(requested: int | str, on_cuda: bool, cpus: int | None) -> int:
+def resolve_loader_workers(requested: int | str, on_cuda: bool, cpus: int | None, local_processes: int = 1) -> int:
     """train.num_workers: a count as given; auto: 0 on CPU, where loader processes would take cores from
-    the math, and on CUDA up to GPU_LOADER_WORKERS, leaving one core to the training process."""
+    the math, and on CUDA up to GPU_LOADER_WORKERS per training process, sharing the node's cores among
+    its `local_processes` (one per GPU) and leaving one core to each."""
     if str(requested).lower() != "auto":
         return int(requested)
-    return min(GPU_LOADER_WORKERS, max(0, (cpus or 1) - 1)) if on_cuda else 0
+    share = (cpus or 1) // max(1, local_processes)
+    return min(GPU_LOADER_WORKERS, max(0, share - 1)) if on_cuda else 0
 
 
 def resolve_precision(requested: str) -> str:
