@@ -8,6 +8,8 @@ DICTUNE := $(VENV)/bin/dictune
 TORCH_SPEC ?= torch==2.13.0
 DEMO_CONFIG ?= configs/radiology_demo.yaml
 PYTEST_ARGS ?=
+# pytest-xdist worker processes (0 = in one process): on 2 cores, 2 workers took the suite from 328 s to 199 s
+TEST_WORKERS ?= 2
 
 # Debian packages: TTS engines for the demo corpus and test clips, ffmpeg for m4a/aac decoding; the
 # tests add headless Chromium and its driver (the review page's browser test).
@@ -54,10 +56,10 @@ demo: install voices
 	$(DICTUNE) show $(DEMO_CONFIG)
 
 test: install voices test-packages
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: install voices test-packages
-	$(PY) -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not integration and not slow" $(PYTEST_ARGS)
 
 # The third command: the transcription service and review page on http://127.0.0.1:8000/ (after `make demo`,
 # profile "default" is the demo's adapted model); corrections are kept under work/radiology_demo/service.
