@@ -71,7 +71,7 @@ serve: install
 # After `make demo` the transcription bench runs the adapted model (merged + its CT2 export) on 40 clips of
 # the demo test split; before it, the base tiny.en on 40 synthesized clips. After `make demo` the evaluate
 # bench also runs: the evaluate stage's decoding with and without shared encoder states (24 clips a split),
-# and time to quality: dictune's default training against the recipe's final dev term error (about 15 min).
+# and time to quality: dictune's default training against the recipe's final dev term error (about 21 min).
 DEMO_ADAPTER := $(wildcard work/radiology_demo/train/adapter/adapter_config.json)
 BENCH_TRAIN_ARGS ?=
 BENCH_TRANSCRIBE_ARGS ?= $(if $(DEMO_ADAPTER),--adapter work/radiology_demo/train/adapter \

@@ -132,13 +132,15 @@ def main() -> int:
         trainer, ours = dictune_run(config, s, args, Path(tmp) / "dictune")
         print("scoring the recipe's checkpoints ...", flush=True)
         recipe_timeline = []
-        for step in range(args.eval_every, args.steps + 1, args.eval_every):
+        # the Trainer's checkpoints before the last step, then the adapter it ends with (as dictune's timeline
+        # ends with its final evaluation, whether or not --steps is a multiple of --eval-every)
+        for step in [*range(args.eval_every, args.steps, args.eval_every), args.steps]:
             checkpoint = Path(tmp) / "hf" / "hf_out" / f"checkpoint-{step}"
             scores = score_adapter(trainer, checkpoint if step < args.steps else Path(tmp) / "hf_adapter")
             seconds = recipe["prep_seconds"] + sum(recipe["step_wall"][:step])
             recipe_timeline.append({"step": step, "seconds": round(seconds, 2),
                                     "dev_term_error": scores.get("dev_term_error"), "dev_wer": scores.get("dev_wer")})  # fmt: skip
-    final = recipe_timeline[-1]
+    final = recipe_timeline[-1]  # its seconds are recipe_seconds
     target = final["dev_term_error"]
     reached = first_at(ours["timeline"], target)
     # the best level both sides reach by their last step: the time each needs to get there
