@@ -91,6 +91,11 @@ def _by_report(matrix: np.ndarray, groups: Sequence[str]) -> np.ndarray:
     return out
 
 
+def metric_value(matrix: np.ndarray, name: str) -> float | None:
+    """A metric of a count matrix's rows taken together (None when its denominator is zero)."""
+    return _none(_metric(matrix.sum(axis=0), name))
+
+
 def _metric(totals: np.ndarray, name: str) -> np.ndarray:
     cols = {c: totals[..., k] for k, c in enumerate(_COLUMNS)}
     num, den = (f(cols) for f in METRICS[name])
@@ -141,7 +146,7 @@ def matrix_bootstrap(
     tail = (1.0 - CONFIDENCE) / 2 * 100
     out = {}
     for name in names:
-        point_a, point_b = (_none(_metric(m.sum(axis=0), name)) for m in (ma, mb))
+        point_a, point_b = metric_value(ma, name), metric_value(mb, name)
         deltas = _metric(totals_b, name) - _metric(totals_a, name)
         deltas = deltas[~np.isnan(deltas)]
         low, high = np.percentile(deltas, [tail, 100 - tail]) if deltas.size else (None, None)

@@ -1,32 +1,39 @@
-"""Compare one system of two runs on the same test splits, with paired bootstrap intervals.
+"""Compare one system of two arms (one run each, or several training seeds each) on the same test splits.
 
     python scripts/compare_runs.py BASE_CONFIG NEW_CONFIG [--system adapted] [--splits test,test_unseen,test_general]
-        [--base-work-dir DIR] [--new-work-dir DIR] [--json OUT]
+        [--base-work-dir DIR ...] [--new-work-dir DIR ...] [--json OUT]
 
 Reads each run's cached evaluate transcripts (<work_dir>/evaluate/transcripts/<system>/<split>.jsonl: the
 scoring forms of reference and hypothesis) and prints, per split, WER and B-WER on the lexicon terms the
 BASE run's training text holds (seen) and lacks (unseen), new minus base with the 95% paired bootstrap
-interval over utterances (pipeline.bootstrap). Both runs must have scored the same utterances. Used for
+interval over utterances (pipeline.bootstrap). Every run must have scored the same utterances. Used for
 "does adding archive audio (synthesize.archive) help the demo's held-out terms without costing the rest?".
+
+Several runs per arm (repeat --base-work-dir / --new-work-dir, e.g. one per training seed): an arm's figure
+is the mean over its runs (each utterance's counts summed over the runs, so a resample keeps an utterance's
+runs together), and each run's own figure is printed beside it, so that seed spread and utterance sampling
+both show. Without the options each arm is its config's work_dir.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.bootstrap import paired_bootstrap
+from pipeline.bootstrap import matrix_bootstrap, metric_value, utterance_matrix
 from pipeline.config import load_config
-from pipeline.lexicon import load_lexicon
+from pipeline.files import atomic_write_json
+from pipeline.lexicon import Lexicon, load_lexicon
 from pipeline.manifest import iter_jsonl
 from pipeline.metrics import score
 from pipeline.new_words import seen_unseen
 
 SAMPLES = 2000
+METRICS = (("WER", "wer", False), ("B-WER seen", "b_wer", True), ("B-WER unseen", "b_wer", False))
 
 
 def transcripts(work_dir: Path, system: str, split: str) -> dict[str, tuple[str, str]]:
@@ -36,38 +43,56 @@ def transcripts(work_dir: Path, system: str, split: str) -> dict[str, tuple[str,
     return {row["id"]: (row["ref_norm"], row["hyp_norm"]) for _, row in iter_jsonl(path)}
 
 
+def compare(base_dirs: Sequence[Path], new_dirs: Sequence[Path], system: str, splits: Sequence[str],
+            seen: Lexicon, unseen: Lexicon, seed: int, samples: int = SAMPLES) -> list[dict]:  # fmt: skip
+    """One row per split and metric: each arm's mean over its runs, new - base with its paired bootstrap
+    interval, and every run's own figure (base_runs, new_runs)."""
+    rows = []
+    for split in splits:
+        runs = {d: transcripts(d, system, split) for d in (*base_dirs, *new_dirs)}
+        first = runs[base_dirs[0]]
+        for d, got in runs.items():
+            if set(got) != set(first) or any(got[k][0] != first[k][0] for k in first):
+                raise SystemExit(f"{split}: {d} scored different utterances or references than {base_dirs[0]}")
+        ids = sorted(first)
+        refs = [first[k][0] for k in ids]
+        for label, metric, seen_terms in METRICS:
+            lexicon = None if metric == "wer" else seen if seen_terms else unseen
+            scored = {d: score(refs, [runs[d][k][1] for k in ids], lexicon, normalizer=None) for d in runs}
+            arm = [sum(utterance_matrix(scored[d]) for d in dirs) for dirs in (base_dirs, new_dirs)]
+            diff = matrix_bootstrap(arm[0], arm[1], (metric,), samples, seed)[metric]
+            if diff.delta is None or diff.ci_low is None:
+                continue
+            own = {d: metric_value(utterance_matrix(scored[d]), metric) for d in runs}
+            rows.append({"split": split, **diff.to_dict(), "metric": label,
+                         "base_runs": [own[d] for d in base_dirs], "new_runs": [own[d] for d in new_dirs]})  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("base_config")
     parser.add_argument("new_config")
     parser.add_argument("--system", default="adapted")
     parser.add_argument("--splits", default="test,test_unseen,test_general")
-    parser.add_argument("--base-work-dir")
-    parser.add_argument("--new-work-dir")
+    parser.add_argument("--base-work-dir", action="append", help="a run of the base arm (repeat for several)")
+    parser.add_argument("--new-work-dir", action="append", help="a run of the new arm (repeat for several)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     base_cfg, new_cfg = load_config(args.base_config), load_config(args.new_config)
-    base_dir = Path(args.base_work_dir or base_cfg.work_dir)
-    new_dir = Path(args.new_work_dir or new_cfg.work_dir)
+    base_dirs = [Path(d) for d in args.base_work_dir or [base_cfg.work_dir]]
+    new_dirs = [Path(d) for d in args.new_work_dir or [new_cfg.work_dir]]
     seen, unseen = seen_unseen(base_cfg, load_lexicon(base_cfg.lexicon))
-    rows = []
-    for split in args.splits.split(","):
-        a, b = transcripts(base_dir, args.system, split), transcripts(new_dir, args.system, split)
-        if set(a) != set(b) or any(a[k][0] != b[k][0] for k in a):
-            raise SystemExit(f"{split}: the two runs scored different utterances or references")
-        ids = sorted(a)
-        refs = [a[k][0] for k in ids]
-        for label, lexicon, metric in (("WER", None, "wer"), ("B-WER seen", seen, "b_wer"), ("B-WER unseen", unseen, "b_wer")):
-            sa = score(refs, [a[k][1] for k in ids], lexicon, normalizer=None)
-            sb = score(refs, [b[k][1] for k in ids], lexicon, normalizer=None)
-            d = paired_bootstrap(sa, sb, SAMPLES, base_cfg.seed, (metric,))[metric]
-            if d.delta is None or d.ci_low is None:
-                continue
-            rows.append({"split": split, "metric": label, **d.to_dict()})
-            print(f"{split:13s} {label:13s} base {100 * d.a:5.1f}  new {100 * d.b:5.1f}  "
-                  f"difference {100 * d.delta:+5.1f} [{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]")
+    rows = compare(base_dirs, new_dirs, args.system, args.splits.split(","), seen, unseen, base_cfg.seed)
+    print(f"{len(base_dirs)} base run(s), {len(new_dirs)} new run(s); figures in %, runs' own figures in ()")
+    for r in rows:
+        each = ("  (" + " ".join(f"{100 * v:.1f}" for v in r["base_runs"]) + " | "
+                + " ".join(f"{100 * v:.1f}" for v in r["new_runs"]) + ")")  # fmt: skip
+        print(f"{r['split']:13s} {r['metric']:13s} base {100 * r['a']:5.1f}  new {100 * r['b']:5.1f}  "
+              f"difference {100 * r['delta']:+5.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+              + (each if len(base_dirs) + len(new_dirs) > 2 else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -1,0 +1,59 @@
+"""scripts/compare_runs.py: two arms of one or several runs each, scored on the same utterances."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.lexicon import Lexicon
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compare_runs.py"
+spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
+compare_runs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare_runs)
+
+REFS = {"u1": "bibasilar atelectasis is seen", "u2": "no pleural effusion", "u3": "the heart is normal"}
+
+
+def run_dir(root: Path, name: str, hyps: dict[str, str]) -> Path:
+    out = root / name / "evaluate" / "transcripts" / "adapted"
+    out.mkdir(parents=True)
+    rows = [{"id": k, "ref_norm": REFS[k], "hyp_norm": hyps.get(k, REFS[k])} for k in REFS]
+    (out / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / name
+
+
+def rows_by_metric(rows):
+    return {r["metric"]: r for r in rows}
+
+
+def test_several_runs_per_arm_pool_each_utterance(tmp_path):
+    seen, unseen = Lexicon(["bibasilar atelectasis"]), Lexicon(["pleural effusion"])
+    base = [run_dir(tmp_path, "b1", {"u1": "by bezel or atelectasis is seen"}),
+            run_dir(tmp_path, "b2", {"u2": "no plural effusion"})]  # fmt: skip
+    new = [run_dir(tmp_path, "n1", {}), run_dir(tmp_path, "n2", {"u3": "the hart is normal"})]
+    rows = compare_runs.compare(base, new, "adapted", ["test"], seen, unseen, 0, samples=200)
+    got = rows_by_metric(rows)
+    # the seen term's 2 words: b1 gets one wrong, b2 none; the arm's figure is the mean of its runs' figures
+    assert got["B-WER seen"]["base_runs"] == [0.5, 0.0] and got["B-WER seen"]["new_runs"] == [0.0, 0.0]
+    assert got["B-WER seen"]["a"] == pytest.approx(0.25) and got["B-WER seen"]["delta"] == pytest.approx(-0.25)
+    assert got["B-WER unseen"]["base_runs"] == [0.0, 0.5] and got["B-WER unseen"]["a"] == pytest.approx(0.25)
+    # WER: 11 reference words per run; b1 has a substitution and two insertions
+    wer = got["WER"]
+    assert wer["base_runs"] == pytest.approx([3 / 11, 1 / 11]) and wer["new_runs"] == pytest.approx([0, 1 / 11])
+    assert wer["a"] == pytest.approx(2 / 11) and wer["b"] == pytest.approx(0.5 / 11)
+    assert wer["ci_low"] < wer["delta"] < wer["ci_high"]
+
+
+def test_runs_must_score_the_same_utterances(tmp_path):
+    base = [run_dir(tmp_path, "b1", {})]
+    odd = run_dir(tmp_path, "n1", {})
+    path = odd / "evaluate" / "transcripts" / "adapted" / "test.jsonl"
+    path.write_text("".join(line + "\n" for line in path.read_text().splitlines()[:2]))
+    with pytest.raises(SystemExit, match="n1 scored different utterances"):
+        compare_runs.compare(base, [odd], "adapted", ["test"], Lexicon([]), Lexicon([]), 0)
+    with pytest.raises(SystemExit, match="not found"):
+        compare_runs.compare(base, [tmp_path / "none"], "adapted", ["test"], Lexicon([]), Lexicon([]), 0)
