@@ -4,6 +4,7 @@ and long dictations filed with final reports (pipeline.config re-exports these c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Train voices -> relative share of renderings: fast engines carry the bulk, Kokoro (natural, ~1.4x real
 # time on one core) a small share. No speaker here may appear in SynthesizeConfig.test_voices. espeak-ng is
@@ -46,8 +47,6 @@ class ArchiveSynthConfig:
             out.append("synthesize.archive.priority_weight: must be >= 1")
         if not self.fields:
             out.append("synthesize.archive.fields: name at least one field or column")
-        from pathlib import Path
-
         for path in self.missed_from:
             if Path(path).stem.lower().startswith("test"):
                 out.append(f"synthesize.archive.missed_from: {path} is a test split; choosing training audio "

@@ -11,8 +11,8 @@ and the training loss module, with AdamW (its states allocated at the first step
 precision as `train.precision=auto` picks it (bf16 autocast where the CPU or GPU has it). Inputs are
 random 30 s log-mels and 32-token targets: the cost of a Whisper step does not depend on the audio.
 
-Figures: s/step is the last step's wall time (the first one allocates optimizer states), samples/s =
-batch / s/step; peak RSS is the worker's VmHWM (/proc; ru_maxrss would carry the parent's size over a
+Figures: s/step is the median wall time of the steps after the first (the first one allocates optimizer
+states; with --steps 2 that is the one step after it), samples/s = batch / s/step; peak RSS is the worker's VmHWM (/proc; ru_maxrss would carry the parent's size over a
 fork), peak CUDA memory torch.cuda.max_memory_allocated on a GPU. Memory arithmetic printed beside it:
 weights, gradients and AdamW states of the trainable parameters in fp32.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,9 +76,11 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         walls.append(time.monotonic() - start)
         losses.append(float(loss))
     trainable = sum(p.numel() for p in params)
+    per_step = statistics.median(walls[1:] or walls)
     return {
-        "device": device.type, "precision": precision, "s_per_step": round(walls[-1], 3),
-        "first_step_s": round(walls[0], 3), "samples_per_s": round(batch / walls[-1], 3),
+        "device": device.type, "precision": precision, "s_per_step": round(per_step, 3),
+        "first_step_s": round(walls[0], 3), "samples_per_s": round(batch / per_step, 3),
+        "step_s": [round(w, 3) for w in walls],
         "trainable_params": trainable, "total_params": bundle.total_params, "losses": [round(x, 4) for x in losses],
         "peak_rss_mb": round(proc_mb("VmHWM"), 1),
         "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,

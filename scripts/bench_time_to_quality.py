@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import NO_CONTEXT, draw_items, run_reference, settings_from
+from bench_train import NO_CONTEXT, draw_items, run_reference, settings_from, summarize
 
 
 def dictune_run(config: Any, s: Any, args: argparse.Namespace, work_dir: Path) -> tuple[Any, dict[str, Any]]:
@@ -147,12 +147,9 @@ def main() -> int:
     level = max(target, ours["timeline"][-1]["dev_term_error"])
     level_times = {"recipe": first_at(recipe_timeline, level), "dictune": first_at(ours["timeline"], level)}
     figures = {
-        "recipe": {"seconds": round(recipe_seconds, 2), "prep_seconds": round(recipe["prep_seconds"], 2),
-                   "s_per_step": round(sum(recipe["step_wall"]) / len(recipe["step_wall"]), 4),
-                   "process_seconds": round(recipe_wall, 2), "dev_term_error": target, "dev_wer": final["dev_wer"],
-                   "final_train_loss":
-                   round(sum(recipe["losses"][-args.last_k:]) / min(args.last_k, len(recipe["losses"])), 4),
-                   "timeline": recipe_timeline},
+        "recipe": {"seconds": round(recipe_seconds, 2), "process_seconds": round(recipe_wall, 2),
+                   **summarize(recipe, s, min(args.last_k, len(recipe["losses"]))),  # median s/step, final loss
+                   "dev_term_error": target, "dev_wer": final["dev_wer"], "timeline": recipe_timeline},
         "dictune": ours,
         "reached": reached,
         "ratio": round(recipe_seconds / reached["seconds"], 2) if reached and reached["seconds"] else None,

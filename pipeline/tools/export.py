@@ -16,6 +16,7 @@ one-line message. DIR appears atomically (an existing DIR is replaced only when 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pipeline.config import ModelConfig, TranscribeConfig
 
@@ -41,8 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from pipeline.export import export_model
     from pipeline.models import resolve_model
 

@@ -28,6 +28,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.config import ArchiveSynthConfig
 from pipeline.manifest import Reject
@@ -134,8 +135,6 @@ def missed_terms(paths, lexicon) -> Counter:
     the hypothesis, counted per occurrence. Each path is an evaluate transcript file (JSONL rows with
     ref_norm and hyp_norm; a dev split, never a test one: ArchiveSynthConfig.problems refuses test*) or
     a corrections store (.sqlite of `dictune serve`: hypothesis and corrected text)."""
-    from pathlib import Path
-
     from pipeline.errors import DictuneError
     from pipeline.manifest import iter_jsonl
     from pipeline.scoring_form import normalize_for_scoring
