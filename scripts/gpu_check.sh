@@ -41,9 +41,10 @@ for size in $SIZES; do
     $PY -c 'import sys; from pipeline.models.shapes import refill_weights; print("gpu_check: refilled", sys.argv[1]) if refill_weights(sys.argv[1]) else None' "data/random_models/$size" || failed=1
   fi
 done
-# 1. LoRA vs full fine-tuning (encoder + decoder), one model per size, 5 steps each
+# 1. LoRA vs full fine-tuning (encoder + decoder), one model per size, 5 steps each, with the step's FLOPs
+#    and a matmul of its largest linear beside it (how far from the GPU's best it runs)
 # shellcheck disable=SC2086
-part big_models $PY scripts/bench_big_models.py --sizes $SIZES --modes lora full --batch-size "$BATCH" --steps 5 \
+part big_models $PY scripts/bench_big_models.py --sizes $SIZES --modes lora full --batch-size "$BATCH" --steps 5 --flops \
   --out "$DIR/big_models.json"
 # 2. the Hugging Face recipe beside dictune's Trainer, same LoRA config, data and batches
 for size in $SIZES; do
