@@ -1,7 +1,7 @@
 """Training steps of bigger Whisper sizes, LoRA against full fine-tuning: step time and peak memory.
 
     .venv/bin/python scripts/bench_big_models.py [--sizes small large-v3-turbo] [--modes lora full]
-        [--adapt both] [--batch-size 2] [--steps 2] [--checkpointing] [--threads 0] [--flops]
+        [--adapt both] [--batch-size 2] [--steps 2] [--checkpointing] [--threads 0] [--flops] [--lora-targets ...]
         [--out bench/big_models.json]
 
 Only tiny.en and base have weights here, so each size is a seeded random-weight model of the published
@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "RESULT "
 MODEL_CACHE = REPO / "data" / "random_models"  # random-weight models, made once (git-ignored)
 LABEL_TOKENS = 32
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = TrainConfig(mode=job["mode"], adapt=job["adapt"], gradient_checkpointing=job["checkpointing"],
                       learning_rate=1e-3 if job["mode"] == "lora" else 1e-5,
-                      lora_target_modules=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"))  # fmt: skip
+                      lora_target_modules=tuple(job.get("lora_targets") or LORA_TARGETS))  # fmt: skip
     bundle = setup_model(Path(job["model_dir"]), cfg)
     loss_module = WhisperSeq2SeqLoss(bundle.model, bundle.whisper, bundle.encoder_trainable).to(device)
     params = [p for p in loss_module.parameters() if p.requires_grad]
@@ -175,6 +176,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (train.gradient_checkpointing)")
+    parser.add_argument("--lora-targets", nargs="+", default=list(LORA_TARGETS),
+                        help="LoRA target modules (bench_train.py's runs use dictune's default: q_proj v_proj)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each worker (0: torch's default)")
     parser.add_argument("--flops", action="store_true",
                         help="count one step's FLOPs and time a matmul the size of the largest linear beside it")
@@ -194,7 +197,7 @@ def main() -> int:
         for mode in args.modes:
             job = {"size": size, "mode": mode, "adapt": args.adapt, "model_dir": str(directory),
                    "batch_size": args.batch_size, "steps": args.steps, "checkpointing": args.checkpointing,
-                   "threads": args.threads, "flops": args.flops}  # fmt: skip
+                   "threads": args.threads, "flops": args.flops, "lora_targets": args.lora_targets}  # fmt: skip
             r = launch(job)
             results.append(r)
             if "failed" in r:

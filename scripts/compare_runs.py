@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
               f"difference {100 * r['delta']:+5.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
               + (each if len(base_dirs) + len(new_dirs) > 2 else ""))
     if args.json:
-        atomic_write_json(args.json, rows)
+        atomic_write_json(args.json, {"system": args.system, "base_work_dirs": [str(d) for d in base_dirs],
+                                      "new_work_dirs": [str(d) for d in new_dirs], "rows": rows})
     return 0
 
 
