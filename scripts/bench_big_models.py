@@ -13,12 +13,13 @@ precision as `train.precision=auto` picks it (bf16 autocast where the CPU or GPU
 random 30 s log-mels and 32-token targets: the cost of a Whisper step does not depend on the audio.
 
 Figures: s/step is the median wall time of the steps after the first (the first one allocates optimizer
-states; with --steps 2 that is the one step after it), samples/s = batch / s/step; peak RSS is the worker's VmHWM (/proc; ru_maxrss would carry the parent's size over a
-fork), peak CUDA memory torch.cuda.max_memory_allocated on a GPU. Memory arithmetic printed beside it:
-weights, gradients and AdamW states of the trainable parameters in fp32. With --flops: the step's GFLOP
-(torch.utils.flop_counter; the share that is attention), the GFLOP/s it achieves, and the GFLOP/s of one
-plain matmul the size of the model's largest linear in the same precision and threads: how far the step
-is from the best this machine does, i.e. how much any implementation of the same math could gain.
+states; with --steps 2 that is the one step after it), samples/s = batch / s/step; peak RSS is the
+worker's VmHWM (/proc; ru_maxrss would carry the parent's size over a fork), peak CUDA memory
+torch.cuda.max_memory_allocated on a GPU. Memory arithmetic printed beside it: weights, gradients and
+AdamW states of the trainable parameters in fp32. With --flops: the step's GFLOP (torch.utils.flop_counter;
+the share that is attention), the GFLOP/s it achieves, and the GFLOP/s of one plain matmul the size of
+the model's largest linear in the same precision and threads: a reference for how far the step runs
+from this machine's rate on a well-shaped matmul (not a proven peak).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def step_gflop(step: Any) -> tuple[float, float]:
     torch.utils.flop_counter counts them (matmuls, convolutions, attention). Attention runs through the math
     backend while counting, since the counter has no formula for the CPU flash kernel: the count is the
     model's math, without the flash backward's recomputation (the caller counts one sample, as the math
-    backend's score matrices for a whole batch of a large model would not fit beside the run). Also the share of it that is attention."""
+    backend's score matrices for a whole batch of a large model would not fit beside the run). Returns
+    the GFLOP and the share of them that is attention."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -129,8 +131,8 @@ def step_gflop(step: Any) -> tuple[float, float]:
 
 def matmul_gflops(rows: int, inner: int, cols: int, dtype: Any, device: Any, reps: int = 5) -> float:
     """GFLOP/s of one plain matmul the size of the model's largest linear (encoder fc1 over the whole
-    batch), in the step's precision, on the same threads: the most this machine does in its best-shaped
-    kernel, so the step's achieved rate over it is how much headroom there is."""
+    batch), in the step's precision, on the same threads: the reference rate the step's achieved
+    GFLOP/s is set against."""
     import torch
 
     a = torch.randn(rows, inner, device=device).to(dtype)

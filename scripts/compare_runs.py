@@ -58,12 +58,13 @@ def compare(base_dirs: Sequence[Path], new_dirs: Sequence[Path], system: str, sp
         refs = [first[k][0] for k in ids]
         for label, metric, seen_terms in METRICS:
             lexicon = None if metric == "wer" else seen if seen_terms else unseen
-            scored = {d: score(refs, [runs[d][k][1] for k in ids], lexicon, normalizer=None) for d in runs}
-            arm = [sum(utterance_matrix(scored[d]) for d in dirs) for dirs in (base_dirs, new_dirs)]
+            counts = {d: utterance_matrix(score(refs, [runs[d][k][1] for k in ids], lexicon, normalizer=None))
+                      for d in runs}  # fmt: skip
+            arm = [sum(counts[d] for d in dirs) for dirs in (base_dirs, new_dirs)]
             diff = matrix_bootstrap(arm[0], arm[1], (metric,), samples, seed)[metric]
             if diff.delta is None or diff.ci_low is None:
                 continue
-            own = {d: metric_value(utterance_matrix(scored[d]), metric) for d in runs}
+            own = {d: metric_value(counts[d], metric) for d in runs}
             rows.append({"split": split, **diff.to_dict(), "metric": label,
                          "base_runs": [own[d] for d in base_dirs], "new_runs": [own[d] for d in new_dirs]})  # fmt: skip
     return rows

@@ -23,4 +23,3 @@ def test_step_gflop_counts_matmuls_and_attention_apart():
     assert gflop == pytest.approx(2 * (2 * 2 * 10 * 10 * 4) / 1e9) and attention == 1.0  # scores, then values
     gflop, attention = bench.step_gflop(lambda: (torch.nn.functional.scaled_dot_product_attention(q, k, v), a @ b))
     assert attention == pytest.approx(3200 / (3200 + 1024))
-
