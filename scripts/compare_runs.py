@@ -6,7 +6,8 @@
 Reads each run's cached evaluate transcripts (<work_dir>/evaluate/transcripts/<system>/<split>.jsonl: the
 scoring forms of reference and hypothesis) and prints, per split, WER and B-WER on the lexicon terms the
 BASE run's training text holds (seen) and lacks (unseen), new minus base with the 95% paired bootstrap
-interval over utterances (pipeline.bootstrap). Every run must have scored the same utterances. Used for
+interval over utterances (pipeline.bootstrap). Every run must have scored the same utterances with the same
+base model, decoding options and prompt (its evaluate/report.json): only the adapter may differ. Used for
 "does adding archive audio (synthesize.archive) help the demo's held-out terms without costing the rest?".
 
 Several runs per arm (repeat --base-work-dir / --new-work-dir, e.g. one per training seed): an arm's figure
@@ -18,6 +19,7 @@ both show. Without the options each arm is its config's work_dir.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from pipeline.metrics import score
 from pipeline.new_words import seen_unseen
 
 SAMPLES = 2000
+DECODED_ALIKE = ("base_model", "decoding", "prompt")  # evaluate settings every compared run must share
 METRICS = (("WER", "wer", False), ("B-WER seen", "b_wer", True), ("B-WER unseen", "b_wer", False))
 
 
@@ -43,10 +46,29 @@ def transcripts(work_dir: Path, system: str, split: str) -> dict[str, tuple[str,
     return {row["id"]: (row["ref_norm"], row["hyp_norm"]) for _, row in iter_jsonl(path)}
 
 
+def evaluate_settings(work_dir: Path) -> dict:
+    path = work_dir / "evaluate" / "report.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found; run `dictune evaluate` for that run first")
+    report = json.loads(path.read_text(encoding="utf-8"))
+    return {key: report.get(key) for key in DECODED_ALIKE}
+
+
+def check_decoded_alike(dirs: Sequence[Path]) -> None:
+    first = evaluate_settings(dirs[0])
+    for d in dirs[1:]:
+        got = evaluate_settings(d)
+        for key in DECODED_ALIKE:
+            if got[key] != first[key]:
+                raise SystemExit(f"{d / 'evaluate' / 'report.json'}: {key} {got[key]!r} differs from "
+                                 f"{dirs[0]}'s {first[key]!r}; compare runs evaluated alike")  # fmt: skip
+
+
 def compare(base_dirs: Sequence[Path], new_dirs: Sequence[Path], system: str, splits: Sequence[str],
             seen: Lexicon, unseen: Lexicon, seed: int, samples: int = SAMPLES) -> list[dict]:  # fmt: skip
     """One row per split and metric: each arm's mean over its runs, new - base with its paired bootstrap
     interval, and every run's own figure (base_runs, new_runs)."""
+    check_decoded_alike([*base_dirs, *new_dirs])
     rows = []
     for split in splits:
         runs = {d: transcripts(d, system, split) for d in (*base_dirs, *new_dirs)}

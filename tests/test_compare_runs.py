@@ -18,11 +18,13 @@ spec.loader.exec_module(compare_runs)
 REFS = {"u1": "bibasilar atelectasis is seen", "u2": "no pleural effusion", "u3": "the heart is normal"}
 
 
-def run_dir(root: Path, name: str, hyps: dict[str, str]) -> Path:
+def run_dir(root: Path, name: str, hyps: dict[str, str], settings: dict | None = None) -> Path:
     out = root / name / "evaluate" / "transcripts" / "adapted"
     out.mkdir(parents=True)
     rows = [{"id": k, "ref_norm": REFS[k], "hyp_norm": hyps.get(k, REFS[k])} for k in REFS]
     (out / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = {"base_model": "tiny.en", "decoding": {"num_beams": 1, "batch_size": 8}, "prompt": None}
+    (root / name / "evaluate" / "report.json").write_text(json.dumps({**report, **(settings or {})}))
     return root / name
 
 
@@ -57,3 +59,15 @@ def test_runs_must_score_the_same_utterances(tmp_path):
         compare_runs.compare(base, [odd], "adapted", ["test"], Lexicon([]), Lexicon([]), 0)
     with pytest.raises(SystemExit, match="not found"):
         compare_runs.compare(base, [tmp_path / "none"], "adapted", ["test"], Lexicon([]), Lexicon([]), 0)
+
+
+def test_runs_must_be_evaluated_alike(tmp_path):
+    base = [run_dir(tmp_path, "b1", {}), run_dir(tmp_path, "b2", {})]
+    beam = run_dir(tmp_path, "n1", {}, {"decoding": {"num_beams": 5, "batch_size": 8}})
+    with pytest.raises(SystemExit, match="n1/evaluate/report.json: decoding .* differs from .*b1's"):
+        compare_runs.compare(base, [beam], "adapted", ["test"], Lexicon([]), Lexicon([]), 0)
+    other_model = run_dir(tmp_path, "n2", {}, {"base_model": "base"})
+    with pytest.raises(SystemExit, match="base_model 'base' differs"):
+        compare_runs.compare(base, [other_model], "adapted", ["test"], Lexicon([]), Lexicon([]), 0)
+    # evaluated alike: compared
+    assert compare_runs.compare(base, base, "adapted", ["test"], Lexicon([]), Lexicon([]), 0, samples=50)
