@@ -34,6 +34,7 @@ report), their audio span and their error counts, as the segment stage's verbati
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
@@ -361,12 +362,14 @@ def _pack(group: _Group, starts, ends, pauses, duration, options, retracted=()) 
     segments: list[SegmentText] = []
     dropped: list[tuple[str, str]] = []
 
-    def outer_start(s: Sentence) -> float:
-        before = max((e for e in ends if e <= s.start), default=0.0)
+    def outer_start(s: Sentence) -> float:  # `starts` and `ends` are sorted: the neighbours by bisection
+        k = bisect.bisect_right(ends, s.start)
+        before = ends[k - 1] if k else 0.0
         return max(before, s.start - options.edge_pad, (before + s.start) / 2, 0.0)
 
     def outer_end(s: Sentence) -> float:
-        after = min((x for x in starts if x >= s.end), default=duration)
+        k = bisect.bisect_left(starts, s.end)
+        after = starts[k] if k < len(starts) else duration
         return min(after, s.end + options.edge_pad, max((after + s.end) / 2, s.end), duration)
 
     for run in _runs(found, options, retracted):
