@@ -222,7 +222,13 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
         {"fraction": 1.0, "arm": "clean", "reference": "random", "split": "test", "metric": "b_wer", "draws": 2,
          "a": 0.20, "b": 0.25, "delta": 0.05, "ci_low": -0.01, "ci_high": 0.11, "verdict": "no difference shown"},
     ]  # fmt: skip
-    curve = build_curve(_meta(quality), baselines, points, 123.0, comparisons)
+    steps = [  # as pipeline.curve.pools.compare_steps writes them
+        {"arm": "random", "from_fraction": 0.2, "fraction": 1.0, "split": "test", "metric": "b_wer", "draws": 2,
+         "a": 0.29, "b": 0.20, "delta": -0.09, "ci_low": -0.12, "ci_high": -0.06, "verdict": "better"},
+        {"arm": "random", "from_fraction": 0.2, "fraction": 1.0, "split": "test_general", "metric": "wer",
+         "draws": 2, "a": 0.05, "b": 0.05, "delta": 0.0, "ci_low": -0.01, "ci_high": 0.01, "verdict": "no difference shown"},
+    ]  # fmt: skip
+    curve = build_curve(_meta(quality), baselines, points, 123.0, comparisons, steps)
     text = " ".join(curve["sentences"])
     assert curve["sentences"][0] == (
         "With 60 minutes of dictation (100 utterances), term error (B-WER) falls from "
@@ -230,15 +236,17 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
     )
     assert "Half of that gain already comes with 12 minutes (term error (B-WER) 29.0%)" in text
     assert "training beats it from 12 minutes on" in text  # 29% < the prompt's 33%
-    assert "still falling (9.0 points from 12 minutes to 60 minutes)" in text
+    # the slope's verdict comes from the step's interval
+    assert ("The curve is still falling from 12 minutes to 60 minutes: term error (B-WER) 29.0% to 20.0%, "
+            "-9.0 pt [-12.0, -6.0] (draws pooled, 95% paired bootstrap over utterances)") in text  # fmt: skip
     # the quality verdict comes from the intervals only: "better" where the interval excludes zero
     assert "20% budget: 25.0% against 29.0%, difference -4.0 pt [-7.0, -1.0]: better" in text
     assert "100% budget: 25.0% against 20.0%, difference +5.0 pt [-1.0, +11.0]: no difference shown" in text
     assert "bigger beats cleaner" not in text and "cleaning helped" not in text
     write_curve(curve, tmp_path / "q")
-    assert "| 20% | clean | test | b_wer | 29.0 | 25.0 | -4.0 [-7.0, -1.0] | 2 | better |" in (
-        tmp_path / "q" / "curve.md"
-    ).read_text()
+    md = (tmp_path / "q" / "curve.md").read_text()
+    assert "| 20% | clean | test | b_wer | 29.0 | 25.0 | -4.0 [-7.0, -1.0] | 2 | better |" in md
+    assert "| 20% | 100% | test_general | wer | 5.0 | 5.0 | 0.0 [-1.0, 1.0] | no difference shown |" in md
     assert "General WER (plain English, test_general) rises from 4.0% to 5.0% at 60 minutes." in text
     rows = {(r["arm"], r["fraction"]): r for r in curve["summary"]}
     assert rows[("random", 1.0)]["term"] == pytest.approx({"mean": 0.20, "min": 0.19, "max": 0.21})
@@ -248,7 +256,15 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
     curve = build_curve(dict(_meta(), seeds=1), baselines, worse, 1.0)
     assert curve["sentences"][0].endswith("term error (B-WER) rises from 40.0% to 44.0% (one draw).")
     assert "no training point beats it" in curve["sentences"][1]
-    assert curve["sentences"][2].startswith("The curve is flat from 12 minutes to 60 minutes (+0.5 points)")
+    # without a step interval no verdict on the slope, only the move
+    assert curve["sentences"][2] == ("Over the last step, from 12 minutes to 60 minutes, term error (B-WER) moves "
+                                     "-0.5 points; no interval was computed, so whether the curve still falls is not shown.")  # fmt: skip
+    flat = [{"arm": "random", "from_fraction": 0.2, "fraction": 1.0, "split": "test", "metric": "b_wer", "draws": 1,
+             "a": 0.445, "b": 0.44, "delta": -0.005, "ci_low": -0.03, "ci_high": 0.02, "verdict": "no difference shown"}]  # fmt: skip
+    steps_curve = build_curve(dict(_meta(), seeds=1), baselines, worse, 1.0, None, flat)
+    assert steps_curve["sentences"][2].endswith(
+        "-0.5 pt [-3.0, +2.0] (draws pooled, 95% paired bootstrap over utterances): no difference shown, so this "
+        "test split cannot tell whether more of the same dictation still helps.")
     written = write_curve(curve, tmp_path)
     assert [p.name for p in written] == ["curve.md", "curve.png"]
     assert "| random 100% | 60.0 | 100 | 1 | 44.0% | 5.0% |" in (tmp_path / "curve.md").read_text()
@@ -339,6 +355,10 @@ def test_tiny_curve_end_to_end_through_the_cli(curve_project, monkeypatch, capsy
     assert curve["sentences"][0] in md and "![learning curve](curve.png)" in md
     assert curve["sentences"][0].startswith("With ")
     assert capsys.readouterr().out.splitlines()[0] == curve["sentences"][0]
+    # the random arm's one step (50% -> 100%) on the curve's term metric and on general WER, with intervals
+    assert [(r["from_fraction"], r["fraction"], r["split"], r["metric"]) for r in curve["steps"]] == [
+        (0.5, 1.0, "test", "b_wer"), (0.5, 1.0, "test_general", "wer")]
+    assert all(r["ci_low"] <= r["delta"] <= r["ci_high"] for r in curve["steps"]) and "## Steps of the curve" in md
 
     def no_training(*args, **kwargs):
         raise AssertionError("an unchanged point must not be trained again")
@@ -484,6 +504,34 @@ def test_pool_arms_get_the_same_budget_from_the_smallest_pool():
     assert half[("verbatim", 0)].ids != half[("verbatim", 1)].ids  # draws differ
     with pytest.raises(ValueError):
         plan_pool_subsets({"only": pools["verbatim"]}, [1.0], 1, 7)
+
+
+def test_steps_compare_each_amount_of_the_main_arm_with_the_one_before():
+    import numpy as np
+
+    from pipeline.curve.pools import compare_steps
+
+    rng = np.random.default_rng(3)
+
+    def counts(rate, n=150):
+        m = np.zeros((n, 18))
+        m[:, 1] = 10  # w_ref: 10 words per utterance
+        m[:, 0] = rng.binomial(10, rate, n)
+        return m
+
+    class Options:
+        domain_split, general_split = "test", "test_general"
+
+    config = type("C", (), {"lexicon": None, "seed": 1, "curve": type("Curve", (), {"term_metric": "wer"})})
+    points = [_point(arm, f, d, f, 0.2) for arm in ("random", "clean") for f in (0.25, 0.5, 1.0) for d in (0, 1)]
+    half = counts(0.2)
+    matrices = {("random", 0.25, "test"): counts(0.4), ("random", 0.5, "test"): half,
+                ("random", 1.0, "test"): half[rng.permutation(len(half))], ("clean", 0.5, "test"): counts(0.9)}  # fmt: skip
+    rows = compare_steps(config, points, matrices, Options)
+    assert [(r["arm"], r["from_fraction"], r["fraction"], r["draws"]) for r in rows] == [
+        ("random", 0.25, 0.5, 2), ("random", 0.5, 1.0, 2)]  # the main arm only; no general split counts given
+    assert rows[0]["verdict"] == "better" and rows[0]["delta"] == pytest.approx(rows[0]["b"] - rows[0]["a"])
+    assert rows[1]["delta"] == 0 and rows[1]["verdict"] == "no difference shown"  # the same errors, shuffled
 
 
 def test_arm_verdicts_need_the_whole_interval_on_one_side():

@@ -12,11 +12,13 @@ Comparison: for each fraction and each arm against the first pool (the reference
 error counts on a split are summed over the draws (each utterance is one row holding all draws' errors),
 and the utterances are resampled (pipeline.bootstrap, paired): the interval is of the difference of the
 corpus-level metric. The verdict says "worse" or "better" only when the whole interval lies on one side of
-zero, else "no difference shown".
+zero, else "no difference shown". The main arm's steps (each amount against the one before it) are compared
+the same way: whether the curve still falls is a verdict from an interval, not from a threshold.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,18 +80,20 @@ def point_hyps(point_dir: Path, split: Any, system: str = "adapted") -> list[str
     return [rows[r.id] for r in split.records]
 
 
-def compare_arms(
+def main_arm(arms: Sequence[str]) -> str:
+    """The arm the curve's sentences lead with: random subsets, or with curve.pools the first pool."""
+    return "random" if "random" in arms or not arms else arms[0]
+
+
+def point_matrices(
     config: Any, splits: list[Any], points: list[dict[str, Any]], point_dirs: Mapping[str, Path], options: Any
-) -> list[dict[str, Any]]:
-    """Each arm against the first pool, per fraction and COMPARED metric, draws pooled (module docstring)."""
-    from pipeline.bootstrap import matrix_bootstrap, utterance_matrix
+) -> dict[tuple[str, float, str], np.ndarray]:
+    """{(arm, fraction, split): per-utterance error counts summed over the draws} on the domain and general
+    splits: what compare_arms and compare_steps resample."""
+    from pipeline.bootstrap import utterance_matrix
     from pipeline.systems import score_all
 
-    arms = list(dict.fromkeys(p["arm"] for p in points))
-    if len(arms) < 2:
-        return []
-    names = {"domain": options.domain_split, "general": options.general_split}
-    wanted = {n for n in names.values() if n}
+    wanted = {n for n in (options.domain_split, options.general_split) if n}
     by_name = {s.name: s for s in splits if s.name in wanted}
     matrices: dict[tuple[str, float, str], np.ndarray] = {}
     for p in points:
@@ -100,21 +104,55 @@ def compare_arms(
             m = utterance_matrix(scores[n]["adapted"])
             key = (p["arm"], p["fraction"], n)
             matrices[key] = matrices[key] + m if key in matrices else m
+    return matrices
+
+
+def _difference(config: Any, a: np.ndarray | None, b: np.ndarray | None, metric: str) -> dict[str, Any] | None:
+    if a is None or b is None or (metric != "wer" and not config.lexicon):
+        return None
+    from pipeline.bootstrap import matrix_bootstrap
+
+    d = matrix_bootstrap(a, b, [metric], BOOTSTRAP_SAMPLES, config.seed)[metric]
+    return {**d.to_dict(), "verdict": verdict(d.ci_low, d.ci_high)}
+
+
+def _draws(points: list[dict[str, Any]], arm: str, fraction: float) -> int:
+    return sum(1 for p in points if p["arm"] == arm and p["fraction"] == fraction)
+
+
+def compare_arms(
+    config: Any, points: list[dict[str, Any]], matrices: Mapping[tuple[str, float, str], np.ndarray], options: Any
+) -> list[dict[str, Any]]:
+    """Each arm against the first pool, per fraction and COMPARED metric, draws pooled (module docstring)."""
+    arms = list(dict.fromkeys(p["arm"] for p in points))
+    names = {"domain": options.domain_split, "general": options.general_split}
     rows = []
-    reference = arms[0]
     for fraction in sorted({p["fraction"] for p in points}):
         for arm in arms[1:]:
             for which, metric in COMPARED:
                 split = names[which]
-                a, b = matrices.get((reference, fraction, split)), matrices.get((arm, fraction, split))
-                if a is None or b is None or (metric != "wer" and not config.lexicon):
-                    continue
-                d = matrix_bootstrap(a, b, [metric], BOOTSTRAP_SAMPLES, config.seed)[metric]
-                rows.append({
-                    "fraction": fraction, "arm": arm, "reference": reference, "split": split, "metric": metric,
-                    "draws": sum(1 for p in points if p["arm"] == arm and p["fraction"] == fraction),
-                    **d.to_dict(), "verdict": verdict(d.ci_low, d.ci_high),
-                })  # fmt: skip
+                d = _difference(config, matrices.get((arms[0], fraction, split)), matrices.get((arm, fraction, split)), metric)
+                if d is not None:
+                    rows.append({"fraction": fraction, "arm": arm, "reference": arms[0], "split": split,
+                                 "metric": metric, "draws": _draws(points, arm, fraction), **d})  # fmt: skip
+    return rows
+
+
+def compare_steps(
+    config: Any, points: list[dict[str, Any]], matrices: Mapping[tuple[str, float, str], np.ndarray], options: Any
+) -> list[dict[str, Any]]:
+    """The main arm's amounts one after another: each fraction against the one before it (later minus
+    earlier) on the curve's term metric and general WER, resampled like compare_arms. "better" means the
+    curve still falls over that step; "no difference shown" that these test splits cannot tell."""
+    arm = main_arm(list(dict.fromkeys(p["arm"] for p in points)))
+    fractions = sorted({p["fraction"] for p in points if p["arm"] == arm})
+    rows = []
+    for before, after in itertools.pairwise(fractions):
+        for split, metric in ((options.domain_split, config.curve.term_metric), (options.general_split, "wer")):
+            d = _difference(config, matrices.get((arm, before, split)), matrices.get((arm, after, split)), metric)
+            if d is not None:
+                rows.append({"arm": arm, "from_fraction": before, "fraction": after, "split": split,
+                             "metric": metric, "draws": _draws(points, arm, after), **d})  # fmt: skip
     return rows
 
 
@@ -152,4 +190,22 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> list[str]:
         against = mine[0]["reference"]
         lines.append(f"- {arm} against {against}: " + ("; ".join(shown) if shown else
                      "no difference shown on any compared metric") + ".")  # fmt: skip
+    return lines + [""]
+
+
+def steps_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """compare_steps' rows: each amount of the main arm against the one before it."""
+    if not rows:
+        return []
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}"
+    lines = ["## Steps of the curve", "",
+             (f"Each amount of **{rows[0]['arm']}** against the one before it (later minus earlier), draws pooled "
+              "per utterance; 95% paired bootstrap intervals over utterances."), "",
+             "| from | to | split | metric | earlier | later | difference [95% CI] | verdict |",
+             "|---:|---:|---|---|---:|---:|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {100 * r['from_fraction']:g}% | {100 * r['fraction']:g}% | {r['split']} | {r['metric']} | {pct(r['a'])} | "
+            f"{pct(r['b'])} | {pct(r['delta'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['verdict']} |"
+        )
     return lines + [""]

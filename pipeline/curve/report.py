@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pipeline.curve.pools import comparison_markdown
+from pipeline.curve.pools import comparison_markdown, main_arm, steps_markdown
 from pipeline.files import atomic_write_text
 
 METRIC_LABELS = {
@@ -37,7 +37,6 @@ METRIC_NOTES = {
 }
 ARM_LABELS = {"random": "random subsets", "clean": "worst alignment scores removed"}
 ARM_COLORS = {"random": "tab:blue", "clean": "tab:green"}
-STILL_FALLING = 0.01  # a drop of more than 1 percentage point over the last step: the curve still falls
 SAME = 0.005  # differences under half a percentage point count as "about the same"
 MINUTES_BELOW_HOURS = 2.0  # training amounts are shown in minutes when all data is under this many hours
 PLOT_DPI = 110  # dots per inch of curve.png
@@ -91,10 +90,12 @@ def build_curve(
     points: list[dict[str, Any]],
     wall_seconds: float,
     comparisons: list[dict[str, Any]] | None = None,
+    steps: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """curve.json: meta, baselines, points, the per-(arm, fraction) summary, each arm against the first
-    (pipeline.curve.pools.compare_arms: paired bootstrap intervals) and the sentences."""
-    curve = dict(meta, baselines=baselines, points=points, comparisons=comparisons or [])
+    """curve.json: meta, baselines, points, the per-(arm, fraction) summary, each arm against the first and
+    the main arm's steps (pipeline.curve.pools.compare_arms / compare_steps: paired bootstrap intervals),
+    and the sentences."""
+    curve = dict(meta, baselines=baselines, points=points, comparisons=comparisons or [], steps=steps or [])
     curve["summary"] = summarize(points, meta["term_metric"])
     curve["wall_seconds"] = round(wall_seconds, 1)
     curve["sentences"] = sentences(curve)
@@ -142,7 +143,7 @@ def sentences(curve: dict[str, Any]) -> list[str]:
     """Plain statements generated from the numbers: the gain, how fast it comes, prompt, slope, quality."""
     metric, label = curve["term_metric"], METRIC_LABELS[curve["term_metric"]]
     arms = list(dict.fromkeys(r["arm"] for r in curve["summary"]))
-    main = "random" if "random" in arms or not arms else arms[0]  # with curve.pools: the first pool
+    main = main_arm(arms)
     rows = [r for r in curve["summary"] if r["arm"] == main and r["term"] is not None]
     base = curve["baselines"].get("base", {}).get(metric)
     if not rows or base is None:
@@ -190,24 +191,27 @@ def _prompt_sentence(curve: dict[str, Any], rows: list[dict[str, Any]], label: s
 
 
 def _slope_sentence(curve: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The last step of the main arm, with a verdict only from its interval (pipeline.curve.pools.compare_steps)."""
     if len(rows) < 2:
         return []
     before, last = rows[-2], rows[-1]
-    drop = before["term"]["mean"] - last["term"]["mean"]
     span = f"from {_amount(curve, before['hours'])} to {_amount(curve, last['hours'])}"
-    if drop > STILL_FALLING:
-        return [
-            (
-                f"The curve is still falling ({100 * drop:.1f} points {span}): more dictation of this kind "
-                "should help."
-            )
-        ]
-    return [
-        (
-            f"The curve is flat {span} ({100 * drop:+.1f} points): more of the same dictation is unlikely "
-            "to help much."
-        )
-    ]
+    label = METRIC_LABELS[curve["term_metric"]]
+    step = next((r for r in curve.get("steps", []) if (r["from_fraction"], r["fraction"], r["split"], r["metric"])
+                 == (before["fraction"], last["fraction"], curve["domain_split"], curve["term_metric"])
+                 and r["ci_low"] is not None), None)  # fmt: skip
+    if step is None:
+        move = last["term"]["mean"] - before["term"]["mean"]
+        return [(f"Over the last step, {span}, {label} moves {100 * move:+.1f} points; no interval was computed, "
+                 "so whether the curve still falls is not shown.")]  # fmt: skip
+    interval = (f"{_pct(step['a'])} to {_pct(step['b'])}, {100 * step['delta']:+.1f} pt [{100 * step['ci_low']:+.1f}, "
+                f"{100 * step['ci_high']:+.1f}] (draws pooled, 95% paired bootstrap over utterances)")  # fmt: skip
+    if step["verdict"] == "better":
+        return [f"The curve is still falling {span}: {label} {interval}; more dictation of this kind should help."]
+    if step["verdict"] == "worse":
+        return [f"The curve rises {span}: {label} {interval}; more of the same dictation did not help over that step."]
+    return [(f"Over the last step, {span}, {label} goes {interval}: no difference shown, so this test split "
+             "cannot tell whether more of the same dictation still helps.")]  # fmt: skip
 
 
 def _budget(curve: dict[str, Any], row: dict[str, Any]) -> float:
@@ -312,7 +316,7 @@ def render_markdown(curve: dict[str, Any], plot: str | None) -> str:
         ),
         _timing(curve),
     ]
-    lines += ["", *comparison_markdown(curve.get("comparisons", []))]
+    lines += ["", *comparison_markdown(curve.get("comparisons", [])), *steps_markdown(curve.get("steps", []))]
     if curve.get("notes"):
         lines += ["", "Notes:"] + [f"- {n}" for n in curve["notes"]]
     return "\n".join(lines) + "\n"

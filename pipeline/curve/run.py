@@ -65,7 +65,7 @@ class PointJob:
 def run_curve(config: Config) -> dict[str, Any]:
     """Train and score every point, then write curve.json, curve.md and curve.png; returns curve.json's dict."""
     from pipeline.curve.plan import plan_subsets
-    from pipeline.curve.pools import compare_arms
+    from pipeline.curve.pools import compare_arms, compare_steps, point_matrices
     from pipeline.curve.report import build_curve, write_curve
     from pipeline.files import atomic_write_json
     from pipeline.manifest import write_rejects
@@ -110,8 +110,10 @@ def run_curve(config: Config) -> dict[str, Any]:
     results = _run_jobs(config, jobs, base_dir)
     points = [_point_row(config, s, results[s.same_as or s.id]) for s in subsets]
     meta = _meta(config, train_path, records, splits, options, quality, prompt, [*notes, *more_notes])
-    comparisons = compare_arms(config, splits, points, {j.id: j.dir for j in jobs}, options)
-    curve = build_curve(meta, baselines, points, time.monotonic() - start, comparisons)
+    matrices = point_matrices(config, splits, points, {j.id: j.dir for j in jobs}, options)
+    comparisons = compare_arms(config, points, matrices, options)
+    steps = compare_steps(config, points, matrices, options)
+    curve = build_curve(meta, baselines, points, time.monotonic() - start, comparisons, steps)
     atomic_write_json(out / "curve.json", curve)
     written = write_curve(curve, out)
     logger.info(
