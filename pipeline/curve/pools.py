@@ -167,22 +167,27 @@ def verdict(low: float | None, high: float | None) -> str:
     return "no difference shown"
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _cells(row: dict[str, Any]) -> str:
+    """A row's split, metric, both figures and the difference with its interval, as table cells."""
+    return (f"{row['split']} | {row['metric']} | {_pct(row['a'])} | {_pct(row['b'])} | {_pct(row['delta'])} "
+            f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]")  # fmt: skip
+
+
 def comparison_markdown(rows: list[dict[str, Any]]) -> list[str]:
     """The comparison table and one sentence per arm, each claim backed by its interval."""
     if not rows:
         return []
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}"
     lines = ["## Arms at equal audio budgets", "",
              (f"Each arm against **{rows[0]['reference']}**, draws pooled per utterance; 95% paired bootstrap "
              "intervals over utterances. A verdict other than \"no difference shown\" needs the whole "
              "interval on one side of zero."), "",
              "| budget | arm | split | metric | reference | arm | difference [95% CI] | draws | verdict |",
              "|---:|---|---|---|---:|---:|---|---:|---|"]  # fmt: skip
-    for r in rows:
-        lines.append(
-            f"| {100 * r['fraction']:g}% | {r['arm']} | {r['split']} | {r['metric']} | {pct(r['a'])} | "
-            f"{pct(r['b'])} | {pct(r['delta'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['draws']} | {r['verdict']} |"
-        )
+    lines += [f"| {100 * r['fraction']:g}% | {r['arm']} | {_cells(r)} | {r['draws']} | {r['verdict']} |" for r in rows]
     lines.append("")
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
@@ -197,15 +202,10 @@ def steps_markdown(rows: list[dict[str, Any]]) -> list[str]:
     """compare_steps' rows: each amount of the main arm against the one before it."""
     if not rows:
         return []
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}"
     lines = ["## Steps of the curve", "",
              (f"Each amount of **{rows[0]['arm']}** against the one before it (later minus earlier), draws pooled "
               "per utterance; 95% paired bootstrap intervals over utterances."), "",
              "| from | to | split | metric | earlier | later | difference [95% CI] | verdict |",
              "|---:|---:|---|---|---:|---:|---|---|"]  # fmt: skip
-    for r in rows:
-        lines.append(
-            f"| {100 * r['from_fraction']:g}% | {100 * r['fraction']:g}% | {r['split']} | {r['metric']} | {pct(r['a'])} | "
-            f"{pct(r['b'])} | {pct(r['delta'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['verdict']} |"
-        )
+    lines += [f"| {100 * r['from_fraction']:g}% | {100 * r['fraction']:g}% | {_cells(r)} | {r['verdict']} |" for r in rows]
     return lines + [""]
