@@ -2,7 +2,8 @@
 Hugging Face recipe ends with, on the demo's data.
 
     .venv/bin/python scripts/bench_time_to_quality.py [--config configs/radiology_demo.yaml] [--steps 300]
-        [--batch-size 8] [--threads 2] [--eval-every 20] [--out bench/time_to_quality.json]
+        [--batch-size 8] [--threads 2] [--eval-every 20] [--seed 1234] [--out bench/time_to_quality.json]
+    .venv/bin/python scripts/bench_time_to_quality.py --combine RUN.json RUN.json ... [--out POOLED.json]
 
 The recipe is bench_train.py's hf-decoder (Seq2SeqTrainer, the example's collator, peft LoRA on the
 decoder's q/v: the like-for-like control of dictune's default mode), trained for --steps batches of the
@@ -20,6 +21,10 @@ timeline. Figures: the first dictune evaluation at or below the recipe's final d
 the recipe's time / dictune's time to it), and, since a small dev split moves by whole term
 occurrences, the best level both sides reach by their last step and the time each needs to get there. Needs the config's normalize stage (make demo, or `dictune run
 CONFIG --only synthesize,ingest,segment,normalize`).
+
+One dev split of this size moves by whole term occurrences, so one run's ratio is noisy: run it with
+several --seed values (the batch order and the LoRA initialisation of both sides) and --combine the outputs:
+both timelines averaged step by step over the seeds, the same figures from the means, each seed's beside.
 """
 
 from __future__ import annotations
@@ -103,7 +108,23 @@ def main() -> int:
     parser.add_argument("--last-k", type=int, default=3)
     parser.add_argument("--prompts", action="store_true", help="dictune draws its default prompts")
     parser.add_argument("--out", default="bench/time_to_quality.json")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="no training: pool the outputs of runs with different --seed into one figure")  # fmt: skip
     args = parser.parse_args()
+    if args.combine:
+        from pipeline.files import atomic_write_json
+
+        pooled = combine(args.combine)
+        atomic_write_json(args.out, pooled)
+        for run in pooled["runs"]:
+            level = run["common_level"]
+            print(f"seed {run['seed']}: reached the recipe's final {100 * run['target']:.1f}%: "
+                  f"{run['ratio'] or 'no'}{'x' if run['ratio'] else ''}; best common level "
+                  f"{100 * level['dev_term_error']:.1f}%: {level['ratio']}x")  # fmt: skip
+        print(f"\nmean timelines over seeds {', '.join(str(r['seed']) for r in pooled['runs'])}:")
+        print_figures(pooled)
+        print(f"written {args.out}")
+        return 0
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
 
@@ -140,26 +161,81 @@ def main() -> int:
             seconds = recipe["prep_seconds"] + sum(recipe["step_wall"][:step])
             recipe_timeline.append({"step": step, "seconds": round(seconds, 2),
                                     "dev_term_error": scores.get("dev_term_error"), "dev_wer": scores.get("dev_wer")})  # fmt: skip
-    final = recipe_timeline[-1]  # its seconds are recipe_seconds
-    target = final["dev_term_error"]
-    reached = first_at(ours["timeline"], target)
-    # the best level both sides reach by their last step: the time each needs to get there
-    level = max(target, ours["timeline"][-1]["dev_term_error"])
-    level_times = {"recipe": first_at(recipe_timeline, level), "dictune": first_at(ours["timeline"], level)}
     figures = {
         "recipe": {"seconds": round(recipe_seconds, 2), "process_seconds": round(recipe_wall, 2),
                    **summarize(recipe, s, min(args.last_k, len(recipe["losses"]))),  # median s/step, final loss
-                   "dev_term_error": target, "dev_wer": final["dev_wer"], "timeline": recipe_timeline},
+                   "dev_term_error": recipe_timeline[-1]["dev_term_error"], "dev_wer": recipe_timeline[-1]["dev_wer"],
+                   "timeline": recipe_timeline},
         "dictune": ours,
-        "reached": reached,
-        "ratio": round(recipe_seconds / reached["seconds"], 2) if reached and reached["seconds"] else None,
-        "common_level": {"dev_term_error": level, **level_times,
-                         "ratio": round(level_times["recipe"]["seconds"] / level_times["dictune"]["seconds"], 2)},
+        **compare_timelines(recipe_timeline, ours["timeline"]),
     }  # fmt: skip
     settings = {"config": args.config, "prompts": args.prompts, "model": model_dir, "steps": args.steps,
                 "batch_size": args.batch_size, "threads": args.threads, "eval_every": args.eval_every,
-                "precision": s.precision, "warmup": s.warmup_steps, "train_items": len(read_manifest(source))}  # fmt: skip
+                "precision": s.precision, "warmup": s.warmup_steps, "train_items": len(read_manifest(source)),
+                "seed": args.seed}  # fmt: skip
     atomic_write_json(args.out, {"settings": settings, **figures})
+    print_figures(figures)
+    print(f"written {args.out}")
+    return 0
+
+
+def compare_timelines(recipe: list[dict[str, Any]], ours: list[dict[str, Any]]) -> dict[str, Any]:
+    """The recipe's final dev term error and when dictune first reaches it (ratio = the recipe's time over
+    dictune's); the best level both reach by their last step and the time each needs to get there."""
+    target = recipe[-1]["dev_term_error"]
+    reached = first_at(ours, target)
+    level = max(target, ours[-1]["dev_term_error"])
+    times = {"recipe": first_at(recipe, level), "dictune": first_at(ours, level)}
+    return {
+        "reached": reached,
+        "ratio": round(recipe[-1]["seconds"] / reached["seconds"], 2) if reached and reached["seconds"] else None,
+        "common_level": {"dev_term_error": level, **times,
+                         "ratio": round(times["recipe"]["seconds"] / times["dictune"]["seconds"], 2)},
+    }  # fmt: skip
+
+
+SAME_SETTINGS = ("config", "prompts", "model", "steps", "batch_size", "threads", "eval_every", "precision", "warmup",
+                 "train_items")  # fmt: skip
+
+
+def combine(paths: list[str]) -> dict[str, Any]:
+    """Runs with different seeds and otherwise the same settings: each side's timeline averaged step by step
+    (seconds and dev term error; every run scores the same dev split, so the mean of the rates is the pooled
+    rate), compared as one run is, and each run's own figures beside it."""
+    import json
+    from statistics import fmean
+
+    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    for path, run in zip(paths[1:], runs[1:]):
+        for key in SAME_SETTINGS:
+            if run["settings"].get(key) != runs[0]["settings"].get(key):
+                raise SystemExit(f"{path}: settings.{key} {run['settings'].get(key)!r} differs from {paths[0]}'s "
+                                 f"{runs[0]['settings'].get(key)!r}; combine runs that differ only in --seed")  # fmt: skip
+
+    def mean_timeline(side: str) -> list[dict[str, Any]]:
+        timelines = [r[side]["timeline"] for r in runs]
+        if any([p["step"] for p in t] != [p["step"] for p in timelines[0]] for t in timelines):
+            raise SystemExit(f"{side}: the runs evaluated at different steps")
+        mean = lambda values: None if None in values else fmean(values)
+        return [{"step": points[0]["step"], "seconds": round(fmean(p["seconds"] for p in points), 2),
+                 **{k: mean([p[k] for p in points]) for k in ("dev_term_error", "dev_wer")}}
+                for points in zip(*timelines)]  # fmt: skip
+
+    recipe, ours = mean_timeline("recipe"), mean_timeline("dictune")
+    return {
+        "settings": {**runs[0]["settings"], "seed": [r["settings"].get("seed") for r in runs]},
+        "runs": [{"seed": r["settings"].get("seed"), "target": r["recipe"]["dev_term_error"], "ratio": r["ratio"],
+                  "common_level": r["common_level"], "recipe_s_per_step": r["recipe"].get("s_per_step"),
+                  "cache_seconds": r["dictune"]["cache_seconds"]} for r in runs],
+        "recipe": {"timeline": recipe, "dev_term_error": recipe[-1]["dev_term_error"]},
+        "dictune": {"timeline": ours, "cache_seconds": round(fmean(r["dictune"]["cache_seconds"] for r in runs), 2)},
+        **compare_timelines(recipe, ours),
+    }  # fmt: skip
+
+
+def print_figures(figures: dict[str, Any]) -> None:
+    recipe_timeline, ours, target = figures["recipe"]["timeline"], figures["dictune"], figures["recipe"]["dev_term_error"]
+    reached, level = figures["reached"], figures["common_level"]["dev_term_error"]
     print(f"\n{'step':>5} {'recipe s':>9} {'term err':>9} {'dictune s':>10} {'term err':>9}")
     for a, b in zip(recipe_timeline, ours["timeline"]):
         print(f"{a['step']:>5} {a['seconds']:>9} {a['dev_term_error']:>9.3f} {b['seconds']:>10} {b['dev_term_error']:>9.3f}")
@@ -173,8 +249,6 @@ def main() -> int:
     print(f"the best level both reach, {level:.3f}: recipe at step {c['recipe']['step']} ({c['recipe']['seconds']} s), "
           f"dictune at step {c['dictune']['step']} ({c['dictune']['seconds']} s); the recipe's time over dictune's: "
           f"{c['ratio']}x")  # fmt: skip
-    print(f"written {args.out}")
-    return 0
 
 
 if __name__ == "__main__":
