@@ -208,10 +208,32 @@ def test_regeneration_only_for_missing_or_changed_audio(tmp_path, fake_engines):
     assert first["rendered"] > 0 and second["rendered"] == 0 and not fake_engines.calls
     assert second["reused"] == first["rendered"]
     assert manifests == {p.name: p.read_bytes() for p in (tmp_path / "manifests").glob("*.jsonl")}
+    assert second["audio_sha256"] == first["audio_sha256"] and len(first["audio_sha256"]) > 2
+    assert set(first["environment"]) >= {"onnxruntime", "piper-tts", "kokoro-onnx", "flite", "festival", "cpu"}
     text = (folder / "general.tsv").read_text(encoding="utf-8").replace("number 3 after", "number 3 before")
     (folder / "general.tsv").write_text(text, encoding="utf-8")
     third = stage.run(config)
     assert third["rendered"] == 1
+
+
+def test_the_audio_digest_names_the_voice_whose_clips_changed(tmp_path, fake_engines):
+    from pipeline.tts.provenance import audio_digests
+
+    write_corpus(tmp_path / "corpus")
+    config = full_config(tmp_path)
+    stage.run(config)
+    manifests = tmp_path / "manifests"
+    records = {p.stem: read_manifest(p) for p in manifests.glob("*.jsonl")}
+    before = audio_digests(records, manifests)
+    assert before == stage.run(config)["audio_sha256"]
+    clip = records["test"][0]
+    path = resolve_audio_path(clip, manifests / "test.jsonl")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # one sample's lowest bit, as another CPU's kernels might round it
+    path.write_bytes(bytes(data))
+    after = audio_digests(records, manifests)
+    changed = {voice for voice in before if before[voice] != after[voice]}
+    assert changed == {"all", clip.extra["voice"]}
 
 
 def test_long_renderings_outside_the_range_are_rejected(tmp_path, fake_engines):

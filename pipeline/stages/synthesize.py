@@ -56,6 +56,7 @@ def run(config: Config) -> dict[str, Any]:
     from pipeline.text import to_spoken
     from pipeline.tts.corpus import read_corpus
     from pipeline.tts.plan import make_plan
+    from pipeline.tts.provenance import audio_digests, engine_versions
 
     cfg = _section(config)
     start = time.monotonic()
@@ -85,6 +86,8 @@ def run(config: Config) -> dict[str, Any]:
     if archive is not None:
         summary["archive"] = archive["summary"] | {"minutes": round(sum(r.duration for r in records.get("archive", ())) / 60, 2)}
     summary["stale_files"] = _count_stale(items, cfg)
+    summary["audio_sha256"] = audio_digests(records, cfg.manifest_dir)
+    summary["environment"] = engine_versions()  # what the audio depends on besides the plan
     atomic_write_json(out_dir / "summary.json", summary)
     logger.info(
         "synthesize: %s clips, %.2f h of audio (%s rendered, %s reused, %s rejected) in %.0f s",
@@ -327,3 +330,4 @@ def _summary(records, rejects, results, cfg: SynthesizeConfig, seconds: float) -
         "workers": cfg.workers,
         "seconds": round(seconds, 1),
     }
+
