@@ -14,6 +14,9 @@ from pathlib import Path
 
 from pipeline.manifest import Record
 
+# instruction sets whose presence changes which float kernels onnxruntime and torch run
+VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
 
 def audio_digests(records: dict[str, list[Record]], manifest_dir: str | Path) -> dict[str, str]:
     """{voice: sha256 of its clips' bytes, in id order} and "all": two runs rendered the same audio exactly
@@ -56,8 +59,11 @@ def engine_versions() -> dict[str, str | None]:
             out[name] = got.stdout.strip() if got.returncode == 0 and got.stdout.strip() else None
         except (OSError, subprocess.TimeoutExpired):
             out[name] = None
-    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), None)
-    out["cpu"] = cpu or platform.processor() or None
+    info = _cpuinfo()
+    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    vector = " ".join(f for f in flags if f in VECTOR_FLAGS)
+    out["cpu"] = f"{cpu or platform.processor() or 'unknown'}" + (f" ({vector})" if vector else "")
     return out
 
 
