@@ -227,12 +227,17 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
          "a": 0.29, "b": 0.20, "delta": -0.09, "ci_low": -0.12, "ci_high": -0.06, "verdict": "better"},
         {"arm": "random", "from_fraction": 0.2, "fraction": 1.0, "split": "test_general", "metric": "wer",
          "draws": 2, "a": 0.05, "b": 0.05, "delta": 0.0, "ci_low": -0.01, "ci_high": 0.01, "verdict": "no difference shown"},
+        {"arm": "random", "from": "base", "from_fraction": 0.0, "fraction": 1.0, "split": "test", "metric": "b_wer",
+         "draws": 2, "a": 0.40, "b": 0.20, "delta": -0.20, "ci_low": -0.25, "ci_high": -0.15, "verdict": "better"},
+        {"arm": "random", "from": "base", "from_fraction": 0.0, "fraction": 1.0, "split": "test_general",
+         "metric": "wer", "draws": 2, "a": 0.04, "b": 0.05, "delta": 0.01, "ci_low": -0.01, "ci_high": 0.03,
+         "verdict": "no difference shown"},
     ]  # fmt: skip
     curve = build_curve(_meta(quality), baselines, points, 123.0, comparisons, steps)
     text = " ".join(curve["sentences"])
     assert curve["sentences"][0] == (
         "With 60 minutes of dictation (100 utterances), term error (B-WER) falls from "
-        "40.0% to 20.0% (mean of 2 draws, 19.0%–21.0%)."
+        "40.0% to 20.0% (mean of 2 draws, 19.0%–21.0%; -20.0 pt [-25.0, -15.0] against the base model, lower)."
     )
     assert "Half of that gain already comes with 12 minutes (term error (B-WER) 29.0%)" in text
     assert "training beats it from 12 minutes on" in text  # 29% < the prompt's 33%
@@ -247,7 +252,9 @@ def test_the_sentences_come_from_the_numbers(tmp_path):
     md = (tmp_path / "q" / "curve.md").read_text()
     assert "| 20% | clean | test | b_wer | 29.0 | 25.0 | -4.0 [-7.0, -1.0] | 2 | better |" in md
     assert "| 20% | 100% | test_general | wer | 5.0 | 5.0 | 0.0 [-1.0, 1.0] | no difference shown |" in md
-    assert "General WER (plain English, test_general) rises from 4.0% to 5.0% at 60 minutes." in text
+    assert ("General WER (plain English, test_general) rises from 4.0% to 5.0% at 60 minutes: +1.0 pt "
+            "[-1.0, +3.0] against the base model, no difference shown.") in text  # the interval's verdict
+    assert "| base model | 100% | test | b_wer | 40.0 | 20.0 | -20.0 [-25.0, -15.0] | better |" in md
     rows = {(r["arm"], r["fraction"]): r for r in curve["summary"]}
     assert rows[("random", 1.0)]["term"] == pytest.approx({"mean": 0.20, "min": 0.19, "max": 0.21})
     assert not rows[("clean", 1.0)]["budget_met"]
@@ -356,8 +363,9 @@ def test_tiny_curve_end_to_end_through_the_cli(curve_project, monkeypatch, capsy
     assert curve["sentences"][0].startswith("With ")
     assert capsys.readouterr().out.splitlines()[0] == curve["sentences"][0]
     # the random arm's one step (50% -> 100%) on the curve's term metric and on general WER, with intervals
-    assert [(r["from_fraction"], r["fraction"], r["split"], r["metric"]) for r in curve["steps"]] == [
-        (0.5, 1.0, "test", "b_wer"), (0.5, 1.0, "test_general", "wer")]
+    assert [(r["from"], r["from_fraction"], r["fraction"], r["split"], r["metric"]) for r in curve["steps"]] == [
+        ("random", 0.5, 1.0, "test", "b_wer"), ("random", 0.5, 1.0, "test_general", "wer"),
+        ("base", 0.0, 1.0, "test", "b_wer"), ("base", 0.0, 1.0, "test_general", "wer")]  # and the whole gain
     assert all(r["ci_low"] <= r["delta"] <= r["ci_high"] for r in curve["steps"]) and "## Steps of the curve" in md
 
     def no_training(*args, **kwargs):
@@ -532,6 +540,9 @@ def test_steps_compare_each_amount_of_the_main_arm_with_the_one_before():
         ("random", 0.25, 0.5, 2), ("random", 0.5, 1.0, 2)]  # the main arm only; no general split counts given
     assert rows[0]["verdict"] == "better" and rows[0]["delta"] == pytest.approx(rows[0]["b"] - rows[0]["a"])
     assert rows[1]["delta"] == 0 and rows[1]["verdict"] == "no difference shown"  # the same errors, shuffled
+    matrices[("base", 0.0, "test")] = counts(0.6)  # the base model's counts: the whole gain is compared too
+    gain = compare_steps(config, points, matrices, Options)[-1]
+    assert (gain["from"], gain["arm"], gain["fraction"], gain["verdict"]) == ("base", "random", 1.0, "better")
 
 
 def test_arm_verdicts_need_the_whole_interval_on_one_side():

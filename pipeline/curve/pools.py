@@ -142,17 +142,21 @@ def compare_steps(
     config: Any, points: list[dict[str, Any]], matrices: Mapping[tuple[str, float, str], np.ndarray], options: Any
 ) -> list[dict[str, Any]]:
     """The main arm's amounts one after another: each fraction against the one before it (later minus
-    earlier) on the curve's term metric and general WER, resampled like compare_arms. "better" means the
-    curve still falls over that step; "no difference shown" that these test splits cannot tell."""
+    earlier) on the curve's term metric and general WER, resampled like compare_arms, and the whole gain: the
+    base model (matrices keyed ("base", 0.0, split), when given) against the largest amount. "better" means
+    the curve still falls over that step; "no difference shown" that these test splits cannot tell."""
     arm = main_arm(list(dict.fromkeys(p["arm"] for p in points)))
     fractions = sorted({p["fraction"] for p in points if p["arm"] == arm})
+    pairs = [((arm, a), (arm, b)) for a, b in itertools.pairwise(fractions)]
+    if fractions:  # the whole gain: the base model (its counts keyed ("base", 0.0, split)) to the largest amount
+        pairs.append((("base", 0.0), (arm, fractions[-1])))
     rows = []
-    for before, after in itertools.pairwise(fractions):
+    for (arm_a, before), (arm_b, after) in pairs:
         for split, metric in ((options.domain_split, config.curve.term_metric), (options.general_split, "wer")):
-            d = _difference(config, matrices.get((arm, before, split)), matrices.get((arm, after, split)), metric)
+            d = _difference(config, matrices.get((arm_a, before, split)), matrices.get((arm_b, after, split)), metric)
             if d is not None:
-                rows.append({"arm": arm, "from_fraction": before, "fraction": after, "split": split,
-                             "metric": metric, "draws": _draws(points, arm, after), **d})  # fmt: skip
+                rows.append({"arm": arm_b, "from": arm_a, "from_fraction": before, "fraction": after, "split": split,
+                             "metric": metric, "draws": _draws(points, arm_b, after), **d})  # fmt: skip
     return rows
 
 
@@ -203,9 +207,11 @@ def steps_markdown(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = ["## Steps of the curve", "",
-             (f"Each amount of **{rows[0]['arm']}** against the one before it (later minus earlier), draws pooled "
-              "per utterance; 95% paired bootstrap intervals over utterances."), "",
+             (f"Each amount of **{rows[0]['arm']}** against the one before it, and the largest against the base "
+              "model (later minus earlier), draws pooled per utterance; 95% paired bootstrap intervals over "
+              "utterances."), "",
              "| from | to | split | metric | earlier | later | difference [95% CI] | verdict |",
              "|---:|---:|---|---|---:|---:|---|---|"]  # fmt: skip
-    lines += [f"| {100 * r['from_fraction']:g}% | {100 * r['fraction']:g}% | {_cells(r)} | {r['verdict']} |" for r in rows]
+    start = lambda r: "base model" if r.get("from") == "base" else f"{100 * r['from_fraction']:g}%"
+    lines += [f"| {start(r)} | {100 * r['fraction']:g}% | {_cells(r)} | {r['verdict']} |" for r in rows]
     return lines + [""]

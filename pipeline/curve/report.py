@@ -153,7 +153,7 @@ def sentences(curve: dict[str, Any]) -> list[str]:
     out = [
         (
             f"With {_amount(curve, last['hours'])} of dictation ({last['items']:.0f} utterances), {label} "
-            f"{_move(base, mean)} ({_seeds(last)})."
+            f"{_move(base, mean)} ({_seeds(last)}{_against_base(curve, curve['domain_split'], metric)})."
         )
     ]
     gain = base - mean
@@ -170,9 +170,20 @@ def sentences(curve: dict[str, Any]) -> list[str]:
     if general is not None and last["general_wer"] is not None:
         out.append(
             f"General WER (plain English, {curve['general_split']}) {_move(general, last['general_wer']['mean'])}"
-            f" at {_amount(curve, last['hours'])}."
+            f" at {_amount(curve, last['hours'])}{_against_base(curve, curve['general_split'], 'wer', ': ')}."
         )
     return out
+
+
+def _against_base(curve: dict[str, Any], split: str, metric: str, lead: str = "; ") -> str:
+    """The largest amount against the base model with its interval and verdict (compare_steps' gain row)."""
+    row = next((r for r in curve.get("steps", []) if r.get("from") == "base" and r["split"] == split
+                and r["metric"] == metric and r["ci_low"] is not None), None)  # fmt: skip
+    if row is None:
+        return ""
+    verdict = {"better": "lower", "worse": "higher"}.get(row["verdict"], row["verdict"])
+    return (f"{lead}{100 * row['delta']:+.1f} pt [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}] against "
+            f"the base model, {verdict}")  # fmt: skip
 
 
 def _prompt_sentence(curve: dict[str, Any], rows: list[dict[str, Any]], label: str) -> list[str]:
@@ -197,7 +208,8 @@ def _slope_sentence(curve: dict[str, Any], rows: list[dict[str, Any]]) -> list[s
     before, last = rows[-2], rows[-1]
     span = f"from {_amount(curve, before['hours'])} to {_amount(curve, last['hours'])}"
     label = METRIC_LABELS[curve["term_metric"]]
-    step = next((r for r in curve.get("steps", []) if (r["from_fraction"], r["fraction"], r["split"], r["metric"])
+    step = next((r for r in curve.get("steps", []) if r.get("from", r["arm"]) == r["arm"]
+                 and (r["from_fraction"], r["fraction"], r["split"], r["metric"])
                  == (before["fraction"], last["fraction"], curve["domain_split"], curve["term_metric"])
                  and r["ci_low"] is not None), None)  # fmt: skip
     if step is None:

@@ -106,13 +106,13 @@ def run_curve(config: Config) -> dict[str, Any]:
         len(records),
         _hours(records),
     )
-    baselines, prompt, more_notes = _baselines(config, splits, base_dir, out)
+    baselines, prompt, more_notes, base_counts = _baselines(config, splits, base_dir, out)
     results = _run_jobs(config, jobs, base_dir)
     points = [_point_row(config, s, results[s.same_as or s.id]) for s in subsets]
     meta = _meta(config, train_path, records, splits, options, quality, prompt, [*notes, *more_notes])
     matrices = point_matrices(config, splits, points, {j.id: j.dir for j in jobs}, options)
     comparisons = compare_arms(config, points, matrices, options)
-    steps = compare_steps(config, points, matrices, options)
+    steps = compare_steps(config, points, {**matrices, **base_counts}, options)
     curve = build_curve(meta, baselines, points, time.monotonic() - start, comparisons, steps)
     atomic_write_json(out / "curve.json", curve)
     written = write_curve(curve, out)
@@ -244,8 +244,10 @@ def _point_row(config: Config, subset: Any, result: dict[str, Any]) -> dict[str,
 
 def _baselines(
     config: Config, splits: list[Any], base_dir: Path, out: Path
-) -> tuple[dict, dict | None, list[str]]:
-    """Scores of the base systems among evaluate.systems, transcribed once for all points."""
+) -> tuple[dict, dict | None, list[str], dict]:
+    """Scores of the base systems among evaluate.systems, transcribed once for all points, and the base
+    model's per-utterance counts keyed as pipeline.curve.pools.point_matrices keys a point's (fraction 0)."""
+    from pipeline.bootstrap import utterance_matrix
     from pipeline.curve.report import point_metrics
     from pipeline.systems import (
         PROMPT_RULE,
@@ -279,7 +281,8 @@ def _baselines(
             "rule": PROMPT_RULE,
         }
     )
-    return baselines, prompt_info, notes
+    counts = {("base", 0.0, n): utterance_matrix(scores[n]["base"]) for n in scores if "base" in scores[n]}
+    return baselines, prompt_info, notes, counts
 
 
 def _copy_cached_transcripts(source: Path, target: Path, systems: list[Any], splits: list[Any]) -> None:
