@@ -330,4 +330,3 @@ def _summary(records, rejects, results, cfg: SynthesizeConfig, seconds: float) -
         "workers": cfg.workers,
         "seconds": round(seconds, 1),
     }
-
