@@ -3,10 +3,11 @@
     dictune evaluate CONFIG [--manifest PATH ...]   -> <work_dir>/evaluate/report.{json,md}, *.png,
                                                       transcripts/<system>/<split>.jsonl, rejects.jsonl
 
-Systems: `base` (config.model.base), `base+prompt` (the same with a vocabulary prompt), `adapted`
-(<work_dir>/train/merged, or the base with <work_dir>/train/adapter when no merged model was written)
-and `adapted+prompt`; the adapted ones are skipped, with a note in the report, until the train stage
-has run. Splits: <work_dir>/normalize/<split>.jsonl
+Systems (evaluate.systems): `base` (config.model.base) and `adapted` (<work_dir>/train/merged, or the
+base with <work_dir>/train/adapter when no merged model was written), each also with `+prompt` (a
+vocabulary prompt), `+retrieved` (the lexicon terms closest to what a first pass heard) or `+irrelevant`
+(lexicon terms of another exam type: the control for +retrieved); the adapted ones are skipped,
+with a note in the report, until the train stage has run. Splits: <work_dir>/normalize/<split>.jsonl
 for evaluate.splits, plus every manifest in evaluate.manifests or given with --manifest.
 
 The vocabulary prompt (PROMPT_RULE): the lexicon terms ranked by how often they occur in the train
@@ -17,7 +18,7 @@ Transcripts are cached: each transcripts/<system>/<split>.jsonl has a key (hash 
 prompt, the decoding options and the audio) in <split>.key, and a matching key means no decoding. So
 rerunning evaluate after training decodes only the adapted systems. The base encoder's outputs on each
 split are kept in encoder_states/ (inference.encoder_states.EncoderStateStore): the systems whose
-encoder has the same weights (base, base+prompt, and adapted ones when train.adapt=decoder) decode from
+encoder has the same weights (the base ones, and adapted ones when train.adapt=decoder) decode from
 them instead of encoding the audio again, with the same transcripts. References are scored in their
 `text_norm` form (normalize_for_scoring of the text when absent), hypotheses as
 normalize_for_scoring(hyp), which interprets spoken dictation commands first (format_dictation), as the

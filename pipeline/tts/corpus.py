@@ -65,7 +65,7 @@ def sentence_key(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
 
 
-def _read_tsv(path: Path, columns: tuple[str, ...], kind: str) -> tuple[Passage, ...]:
+def read_tsv(path: Path, columns: tuple[str, ...], kind: str) -> tuple[Passage, ...]:
     if not path.is_file():
         raise DictuneError(f"{path}: corpus file not found; set synthesize.corpus_dir")
     passages, seen = [], set()
@@ -109,7 +109,7 @@ def _read_reports(path: Path) -> tuple[Passage, ...]:
 def read_corpus(corpus_dir: str | Path) -> Corpus:
     corpus_dir = Path(corpus_dir)
     return Corpus(
-        sentences=_read_tsv(corpus_dir / SENTENCES_FILE, ("id", "modality", "text"), "sentence"),
-        general=_read_tsv(corpus_dir / GENERAL_FILE, ("id", "text"), "general"),
+        sentences=read_tsv(corpus_dir / SENTENCES_FILE, ("id", "modality", "text"), "sentence"),
+        general=read_tsv(corpus_dir / GENERAL_FILE, ("id", "text"), "general"),
         reports=_read_reports(corpus_dir / REPORTS_FILE),
     )

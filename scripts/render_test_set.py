@@ -1,0 +1,158 @@
+"""Render more held-out sentences with a config's test voices, as one more test manifest.
+
+    python scripts/render_test_set.py CONFIG SENTENCES.tsv [--split NAME] [--out-dir DIR] [--audio-dir DIR]
+        [--renderings 1] [--general] [--workers 2]
+
+SENTENCES.tsv has the header `id<TAB>text` (as the corpus' general.tsv). Each sentence is read by
+`--renderings` of the config's synthesize.test_voices, round-robin as the demo's test splits are, never by a
+train voice; the clips go under --audio-dir/<split>/ (already rendered ones are reused) and the manifest to
+<out-dir>/<split>.jsonl, with <split>.rejects.jsonl beside it. A sentence is rejected, with its reason,
+when the config's corpus holds it (training text must not be test text), when it repeats an earlier
+sentence of the file, or, with --general (a plain-English set that measures forgetting), when it holds a
+lexicon term. A failed rendering is rejected too. Score it with
+`dictune evaluate CONFIG --manifest <out-dir>/<split>.jsonl`, and compare arms with scripts/compare_runs.py.
+
+Used for the bound "general WER no worse than +0.5 pt" (README, "Training audio from the archive"): the demo's
+45 test_general sentences give intervals about 1.4 points wide, too wide to show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.config import load_config
+from pipeline.lexicon import load_lexicon
+from pipeline.manifest import Record, Reject, write_manifest, write_rejects
+from pipeline.scoring_form import normalize_for_scoring
+from pipeline.text import to_spoken
+from pipeline.tts.corpus import read_corpus, read_tsv, sentence_key, split_sentences
+from pipeline.tts.plan import PlanItem, item_seed, parse_voices
+from pipeline.tts.provenance import audio_digests
+from pipeline.tts.render import audio_path, job_for, render_jobs
+
+STAGE = "render_test_set"
+
+
+def corpus_keys(corpus_dir: str) -> set[str]:
+    corpus = read_corpus(corpus_dir)
+    passages = corpus.sentences + corpus.general + corpus.reports
+    return {sentence_key(s) for p in passages for s in split_sentences(p.text)}
+
+
+def screen(passages, known: set[str], lexicon) -> tuple[list, list[Reject]]:
+    """The passages to render and the rejected ones with their reasons."""
+    kept, rejects, seen = [], [], set()
+    for p in passages:
+        key, reason = sentence_key(p.text), None
+        if key in known:
+            reason = "the config's corpus holds this sentence: test text must not be training text"
+        elif key in seen:
+            reason = "repeats an earlier sentence of this file"
+        elif lexicon is not None:
+            terms = sorted({m.term for m in lexicon.find(normalize_for_scoring(p.text).split())})
+            reason = f"holds lexicon terms {terms} (--general)" if terms else None
+        seen.add(key)
+        if reason is None:
+            kept.append(p)
+        else:
+            rejects.append(Reject(p.source, p.line, reason, STAGE, id=p.id))
+    return kept, rejects
+
+
+def plan(passages, split: str, test_voices, renderings: int, seed: int) -> list[PlanItem]:
+    """Round-robin over the test voices, as pipeline.tts.plan does for the demo's test splits."""
+    items = []
+    for i, passage in enumerate(passages):
+        for k in range(renderings):
+            voice = test_voices[(i + k) % len(test_voices)]
+            spoken = to_spoken(passage.text, commands=False)
+            items.append(PlanItem(split, passage, voice, spoken, False, item_seed(seed, split, passage.id, voice.spec)))
+    return items
+
+
+def duration_on_disk(path: Path) -> float | None:
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError):
+        return None
+    return info.frames / info.samplerate if info.frames else None
+
+
+def render(items: list[PlanItem], audio_dir: Path, voices_dir: str, workers: int) -> dict[str, float | str]:
+    """{item id: duration in seconds, or the one-line error of a failed rendering}."""
+    done: dict[str, float | str] = {}
+    jobs = []
+    for item in items:
+        duration = duration_on_disk(audio_path(item, audio_dir))
+        if duration is None:
+            jobs.append(job_for(item, audio_dir))
+        else:
+            done[item.id] = duration
+    print(f"{len(items)} renderings: {len(done)} on disk, {len(jobs)} to render", flush=True)
+    for result in render_jobs(jobs, voices_dir, workers):
+        done[result.id] = result.duration if result.error is None else result.error
+    return done
+
+
+def record(item: PlanItem, duration: float, audio_dir: Path, out_dir: Path) -> Record:
+    path = os.path.relpath(audio_path(item, audio_dir), out_dir)
+    extra = {"voice": item.voice.spec, "engine": item.voice.engine, "sentence_id": item.passage.id,
+             "commands": False}
+    return Record(item.id, Path(path).as_posix(), round(duration, 3), item.passage.text,
+                  speaker=item.voice.speaker, extra=extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("sentences", type=Path, help="TSV with the header id<TAB>text")
+    parser.add_argument("--split", help="manifest name (default: the TSV's stem)")
+    parser.add_argument("--out-dir", type=Path, help="manifest folder (default: the TSV's folder)")
+    parser.add_argument("--audio-dir", type=Path, help="default: data/<out-dir's name>/audio")
+    parser.add_argument("--renderings", type=int, default=1, help="test voices per sentence")
+    parser.add_argument("--general", action="store_true", help="reject sentences holding a lexicon term")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    config = load_config(args.config)
+    cfg = config.synthesize
+    split = args.split or args.sentences.stem
+    out_dir = args.out_dir or args.sentences.parent
+    audio_dir = args.audio_dir or Path("data") / out_dir.resolve().name / "audio"
+    _, test_voices = parse_voices(cfg)
+    if not 1 <= args.renderings <= len(test_voices):
+        parser.error(f"--renderings must be 1..{len(test_voices)} (the config's test voices)")
+    passages = read_tsv(args.sentences, ("id", "text"), "general" if args.general else "sentence")
+    lexicon = load_lexicon(config.lexicon) if args.general and config.lexicon else None
+    if args.general and lexicon is None:
+        parser.error("--general needs the config's lexicon (top-level `lexicon:`)")
+    kept, rejects = screen(passages, corpus_keys(cfg.corpus_dir), lexicon)
+    items = plan(kept, split, test_voices, args.renderings, config.seed)
+    outcome = render(items, audio_dir, cfg.voices_dir, args.workers)
+    records = []
+    for item in items:
+        got = outcome.get(item.id, "not rendered")
+        if isinstance(got, str):
+            rejects.append(Reject(item.passage.source, item.passage.line, f"{item.voice.spec}: {got}", STAGE,
+                                  id=item.id))
+        else:
+            records.append(record(item, got, audio_dir, out_dir))
+    records.sort(key=lambda r: r.id)
+    write_manifest(out_dir / f"{split}.jsonl", records)
+    write_rejects(out_dir / f"{split}.rejects.jsonl", rejects)
+    digest = audio_digests({split: records}, out_dir)["all"] if records else "-"
+    print(f"{out_dir / f'{split}.jsonl'}: {len(records)} clips of {len(kept)} sentences, "
+          f"{sum(r.duration for r in records) / 60:.1f} min; {len(rejects)} rejected "
+          f"({out_dir / f'{split}.rejects.jsonl'}); audio sha256 {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
