@@ -80,11 +80,18 @@ def _matrix(per_utt: Sequence[UtteranceScore]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(_COLUMNS))
 
 
-def _by_report(matrix: np.ndarray, groups: Sequence[str]) -> np.ndarray:
-    """One row per report: the sums of its utterances' rows; r_n = 1, r_any = 1 when it has an error."""
+def by_group(matrix: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """One row per group (in first-seen order): the sums of its rows, so that a resample draws a group's rows
+    together (a report's utterances; one sentence read by several voices)."""
     index = {g: k for k, g in enumerate(dict.fromkeys(groups))}
     out = np.zeros((len(index), matrix.shape[1]))
     np.add.at(out, np.asarray([index[g] for g in groups], dtype=np.intp), matrix)
+    return out
+
+
+def _by_report(matrix: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """One row per report: the sums of its utterances' rows; r_n = 1, r_any = 1 when it has an error."""
+    out = by_group(matrix, groups)
     col = {c: k for k, c in enumerate(_COLUMNS)}
     out[:, col["r_n"]] = 1
     out[:, col["r_any"]] = out[:, [col["neg"], col["lat"], col["meas"]]].sum(axis=1) > 0

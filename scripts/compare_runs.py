@@ -6,13 +6,14 @@
 Reads each run's cached evaluate transcripts (<work_dir>/evaluate/transcripts/<system>/<split>.jsonl: the
 scoring forms of reference and hypothesis) and prints, per split, WER and B-WER on the lexicon terms the
 BASE run's training text holds (seen) and lacks (unseen), new minus base with the 95% paired bootstrap
-interval over utterances (pipeline.bootstrap). Every run must have scored the same utterances with the same
+interval over sentences (pipeline.bootstrap; utterances with the same reference text, one sentence read
+by several test voices, are drawn together: they are not independent samples). Every run must have scored the same utterances with the same
 base model, decoding options and prompt (its evaluate/report.json): only the adapter may differ. Used for
 "does adding archive audio (synthesize.archive) help the demo's held-out terms without costing the rest?".
 
 Several runs per arm (repeat --base-work-dir / --new-work-dir, e.g. one per training seed): an arm's figure
 is the mean over its runs (each utterance's counts summed over the runs, so a resample keeps an utterance's
-runs together), and each run's own figure is printed beside it, so that seed spread and utterance sampling
+runs together), and each run's own figure is printed beside it, so that seed spread and sentence sampling
 both show. Without the options each arm is its config's work_dir.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.bootstrap import matrix_bootstrap, metric_value, utterance_matrix
+from pipeline.bootstrap import by_group, matrix_bootstrap, metric_value, utterance_matrix
 from pipeline.config import load_config
 from pipeline.files import atomic_write_json
 from pipeline.lexicon import Lexicon, load_lexicon
@@ -80,7 +81,9 @@ def compare(base_dirs: Sequence[Path], new_dirs: Sequence[Path], system: str, sp
         refs = [first[k][0] for k in ids]
         for label, metric, seen_terms in METRICS:
             lexicon = None if metric == "wer" else seen if seen_terms else unseen
-            counts = {d: utterance_matrix(score(refs, [runs[d][k][1] for k in ids], lexicon, normalizer=None))
+            # one row per reference sentence: its renderings by several voices are one draw, not independent
+            counts = {d: by_group(utterance_matrix(score(refs, [runs[d][k][1] for k in ids], lexicon,
+                                                         normalizer=None)), refs)
                       for d in runs}  # fmt: skip
             arm = [sum(counts[d] for d in dirs) for dirs in (base_dirs, new_dirs)]
             diff = matrix_bootstrap(arm[0], arm[1], (metric,), samples, seed)[metric]

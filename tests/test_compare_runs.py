@@ -71,3 +71,26 @@ def test_runs_must_be_evaluated_alike(tmp_path):
         compare_runs.compare(base, [other_model], "adapted", ["test"], Lexicon([]), Lexicon([]), 0)
     # evaluated alike: compared
     assert compare_runs.compare(base, base, "adapted", ["test"], Lexicon([]), Lexicon([]), 0, samples=50)
+
+
+def test_renderings_of_one_sentence_are_drawn_together(tmp_path):
+    """The same sentences read by three voices: the same interval as one reading each, not a narrower one."""
+    def arm(name: str, hyps: dict[str, str], voices: int) -> Path:
+        out = tmp_path / name / "evaluate" / "transcripts" / "adapted"
+        out.mkdir(parents=True)
+        rows = [{"id": f"{k}.v{v}", "ref_norm": REFS[k], "hyp_norm": hyps.get(k, REFS[k])}
+                for k in REFS for v in range(voices)]  # fmt: skip
+        (out / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp_path / name / "evaluate" / "report.json").write_text(json.dumps({"base_model": "tiny.en"}))
+        return tmp_path / name
+
+    wrong = {"u1": "by bezel or atelectasis is seen", "u3": "the hart is normal"}
+    rows = {}
+    for voices in (1, 3):
+        base, new = arm(f"b{voices}", wrong, voices), arm(f"n{voices}", {}, voices)
+        got = rows_by_metric(compare_runs.compare([base], [new], "adapted", ["test"], Lexicon([]), Lexicon([]), 0,
+                                                  samples=500))  # fmt: skip
+        rows[voices] = got["WER"]
+    assert rows[3]["delta"] == pytest.approx(rows[1]["delta"])
+    assert (rows[3]["ci_low"], rows[3]["ci_high"]) == pytest.approx((rows[1]["ci_low"], rows[1]["ci_high"]))
+    assert rows[1]["ci_low"] < rows[1]["delta"] < 0
