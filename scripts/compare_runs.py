@@ -1,6 +1,7 @@
 """Compare one system of two arms (one run each, or several training seeds each) on the same test splits.
 
-    python scripts/compare_runs.py BASE_CONFIG NEW_CONFIG [--system adapted] [--splits test,test_unseen,test_general]
+    python scripts/compare_runs.py BASE_CONFIG NEW_CONFIG [--system adapted] [--base-system base]
+        [--splits test,test_unseen,test_general]
         [--base-work-dir DIR ...] [--new-work-dir DIR ...] [--json OUT]
 
 Reads each run's cached evaluate transcripts (<work_dir>/evaluate/transcripts/<system>/<split>.jsonl: the
@@ -66,32 +67,36 @@ def check_decoded_alike(dirs: Sequence[Path]) -> None:
 
 
 def compare(base_dirs: Sequence[Path], new_dirs: Sequence[Path], system: str, splits: Sequence[str],
-            seen: Lexicon, unseen: Lexicon, seed: int, samples: int = SAMPLES) -> list[dict]:  # fmt: skip
+            seen: Lexicon, unseen: Lexicon, seed: int, samples: int = SAMPLES,
+            base_system: str | None = None) -> list[dict]:  # fmt: skip
     """One row per split and metric: each arm's mean over its runs, new - base with its paired bootstrap
-    interval, and every run's own figure (base_runs, new_runs)."""
+    interval, and every run's own figure (base_runs, new_runs). The base arm is scored on `base_system`
+    (default: `system`), e.g. the base model against the adapted one of the same runs."""
     check_decoded_alike([*base_dirs, *new_dirs])
+    arms = [[(d, base_system or system) for d in base_dirs], [(d, system) for d in new_dirs]]
     rows = []
     for split in splits:
-        runs = {d: transcripts(d, system, split) for d in (*base_dirs, *new_dirs)}
-        first = runs[base_dirs[0]]
-        for d, got in runs.items():
+        runs = {run: transcripts(run[0], run[1], split) for arm in arms for run in arm}
+        first = runs[arms[0][0]]
+        for (d, sys_name), got in runs.items():
             if set(got) != set(first) or any(got[k][0] != first[k][0] for k in first):
-                raise SystemExit(f"{split}: {d} scored different utterances or references than {base_dirs[0]}")
+                raise SystemExit(f"{split}: {d} scored different utterances or references than {base_dirs[0]} "
+                                 f"(system {sys_name})")  # fmt: skip
         ids = sorted(first)
         refs = [first[k][0] for k in ids]
         for label, metric, seen_terms in METRICS:
             lexicon = None if metric == "wer" else seen if seen_terms else unseen
             # one row per reference sentence: its renderings by several voices are one draw, not independent
-            counts = {d: by_group(utterance_matrix(score(refs, [runs[d][k][1] for k in ids], lexicon,
-                                                         normalizer=None)), refs)
-                      for d in runs}  # fmt: skip
-            arm = [sum(counts[d] for d in dirs) for dirs in (base_dirs, new_dirs)]
-            diff = matrix_bootstrap(arm[0], arm[1], (metric,), samples, seed)[metric]
+            counts = {run: by_group(utterance_matrix(score(refs, [got[k][1] for k in ids], lexicon,
+                                                           normalizer=None)), refs)
+                      for run, got in runs.items()}  # fmt: skip
+            pooled = [sum(counts[run] for run in arm) for arm in arms]
+            diff = matrix_bootstrap(pooled[0], pooled[1], (metric,), samples, seed)[metric]
             if diff.delta is None or diff.ci_low is None:
                 continue
-            own = {d: metric_value(counts[d], metric) for d in runs}
+            own = [[metric_value(counts[run], metric) for run in arm] for arm in arms]
             rows.append({"split": split, **diff.to_dict(), "metric": label,
-                         "base_runs": [own[d] for d in base_dirs], "new_runs": [own[d] for d in new_dirs]})  # fmt: skip
+                         "base_runs": own[0], "new_runs": own[1]})  # fmt: skip
     return rows
 
 
@@ -100,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("base_config")
     parser.add_argument("new_config")
     parser.add_argument("--system", default="adapted")
+    parser.add_argument("--base-system", help="the base arm's system (default: --system), e.g. base")
     parser.add_argument("--splits", default="test,test_unseen,test_general")
     parser.add_argument("--base-work-dir", action="append", help="a run of the base arm (repeat for several)")
     parser.add_argument("--new-work-dir", action="append", help="a run of the new arm (repeat for several)")
@@ -109,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     base_dirs = [Path(d) for d in args.base_work_dir or [base_cfg.work_dir]]
     new_dirs = [Path(d) for d in args.new_work_dir or [new_cfg.work_dir]]
     seen, unseen = seen_unseen(base_cfg, load_lexicon(base_cfg.lexicon))
-    rows = compare(base_dirs, new_dirs, args.system, args.splits.split(","), seen, unseen, base_cfg.seed)
+    rows = compare(base_dirs, new_dirs, args.system, args.splits.split(","), seen, unseen, base_cfg.seed,
+                   base_system=args.base_system)
     print(f"{len(base_dirs)} base run(s), {len(new_dirs)} new run(s); figures in %, runs' own figures in ()")
     for r in rows:
         each = ("  (" + " ".join(f"{100 * v:.1f}" for v in r["base_runs"]) + " | "
@@ -118,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
               f"difference {100 * r['delta']:+5.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
               + (each if len(base_dirs) + len(new_dirs) > 2 else ""))
     if args.json:
-        atomic_write_json(args.json, {"system": args.system, "base_work_dirs": [str(d) for d in base_dirs],
+        atomic_write_json(args.json, {"system": args.system, "base_system": args.base_system or args.system,
+                                      "base_work_dirs": [str(d) for d in base_dirs],
                                       "new_work_dirs": [str(d) for d in new_dirs], "rows": rows})
     return 0
 

@@ -94,3 +94,21 @@ def test_renderings_of_one_sentence_are_drawn_together(tmp_path):
     assert rows[3]["delta"] == pytest.approx(rows[1]["delta"])
     assert (rows[3]["ci_low"], rows[3]["ci_high"]) == pytest.approx((rows[1]["ci_low"], rows[1]["ci_high"]))
     assert rows[1]["ci_low"] < rows[1]["delta"] < 0
+
+
+def test_the_base_arm_can_be_another_system_of_the_same_runs(tmp_path):
+    runs = [run_dir(tmp_path, "r1", {"u3": "the hart is normal"}), run_dir(tmp_path, "r2", {})]
+    for d in runs:  # the base model of both runs got u1's term wrong
+        out = d / "evaluate" / "transcripts" / "base"
+        out.mkdir()
+        rows = [{"id": k, "ref_norm": v, "hyp_norm": "by bezel or atelectasis is seen" if k == "u1" else v}
+                for k, v in REFS.items()]  # fmt: skip
+        (out / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = Lexicon(["bibasilar atelectasis"])
+    got = rows_by_metric(compare_runs.compare(runs, runs, "adapted", ["test"], seen, Lexicon([]), 0, samples=200,
+                                              base_system="base"))  # fmt: skip
+    assert got["B-WER seen"]["base_runs"] == [0.5, 0.5] and got["B-WER seen"]["new_runs"] == [0.0, 0.0]
+    assert got["WER"]["base_runs"] == pytest.approx([3 / 11, 3 / 11])
+    assert got["WER"]["new_runs"] == pytest.approx([1 / 11, 0])
+    same = rows_by_metric(compare_runs.compare(runs, runs, "adapted", ["test"], seen, Lexicon([]), 0, samples=200))
+    assert same["WER"]["delta"] == 0
