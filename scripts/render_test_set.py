@@ -33,7 +33,7 @@ from pipeline.text import to_spoken
 from pipeline.tts.corpus import read_corpus, read_tsv, sentence_key, split_sentences
 from pipeline.tts.plan import PlanItem, item_seed, parse_voices
 from pipeline.tts.provenance import audio_digests
-from pipeline.tts.render import audio_path, job_for, render_jobs
+from pipeline.tts.render import audio_path, job_for, render_jobs, rendered_duration
 
 STAGE = "render_test_set"
 
@@ -75,22 +75,12 @@ def plan(passages, split: str, test_voices, renderings: int, seed: int) -> list[
     return items
 
 
-def duration_on_disk(path: Path) -> float | None:
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, OSError):
-        return None
-    return info.frames / info.samplerate if info.frames else None
-
-
 def render(items: list[PlanItem], audio_dir: Path, voices_dir: str, workers: int) -> dict[str, float | str]:
     """{item id: duration in seconds, or the one-line error of a failed rendering}."""
     done: dict[str, float | str] = {}
     jobs = []
     for item in items:
-        duration = duration_on_disk(audio_path(item, audio_dir))
+        duration = rendered_duration(audio_path(item, audio_dir))
         if duration is None:
             jobs.append(job_for(item, audio_dir))
         else:

@@ -200,25 +200,15 @@ def _count_stale(items, cfg: SynthesizeConfig) -> int:
     return len(stale)
 
 
-def _existing_duration(path: Path) -> float | None:
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, OSError):  # missing or unreadable: render it (again)
-        return None
-    return info.frames / info.samplerate if info.frames else None
-
-
 def _render_missing(items, cfg: SynthesizeConfig):
     """Durations of all renderings on disk by item id, this run's results, and how many were reused."""
     from tqdm import tqdm
 
-    from pipeline.tts.render import audio_path, job_for, render_jobs
+    from pipeline.tts.render import audio_path, job_for, render_jobs, rendered_duration
 
     durations, jobs = {}, []
     for item in items:
-        duration = _existing_duration(audio_path(item, cfg.audio_dir))
+        duration = rendered_duration(audio_path(item, cfg.audio_dir))
         if duration is None:
             jobs.append(job_for(item, cfg.audio_dir))
         else:

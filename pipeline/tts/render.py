@@ -67,6 +67,17 @@ def audio_path(item: PlanItem, audio_dir: str | Path) -> Path:
     return Path(audio_dir) / item.split / f"{item.id}.{content_key(item)}.wav"
 
 
+def rendered_duration(path: str | Path) -> float | None:
+    """Seconds of a rendering already on disk; None when it is missing, unreadable or empty (render it)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError):
+        return None
+    return info.frames / info.samplerate if info.frames else None
+
+
 def job_for(item: PlanItem, audio_dir: str | Path) -> RenderJob:
     return RenderJob(
         item.id, item.voice.spec, item.spoken, item.seed, str(audio_path(item, audio_dir)), item.augment
