@@ -1,7 +1,8 @@
-"""Render more held-out sentences with a config's test voices, as one more test manifest.
+"""Render more held-out sentences with a config's test voices, as one more test manifest (or, with
+--voices train, plain-English replay read by its train voices).
 
     python scripts/render_test_set.py CONFIG SENTENCES.tsv [--split NAME] [--out-dir DIR] [--audio-dir DIR]
-        [--renderings 1] [--general] [--workers 2]
+        [--renderings 1] [--voices test|train] [--general] [--workers 2]
 
 SENTENCES.tsv has the header `id<TAB>text` (as the corpus' general.tsv). Each sentence is read by
 `--renderings` of the config's synthesize.test_voices, round-robin as the demo's test splits are, never by a
@@ -12,6 +13,10 @@ sentence of the file, or, with --general (a plain-English set that measures forg
 lexicon term. A failed rendering is rejected too. Score it with
 `dictune evaluate CONFIG --manifest <out-dir>/<split>.jsonl`, and compare arms with scripts/compare_runs.py.
 
+With --voices train the sentences are read by train voices instead (drawn by weight, distinct speakers, as
+the demo's general_dev): plain-English replay against forgetting (train.replay_manifest, after `dictune
+normalize`); keep such a file apart from every test set.
+
 Used for the bound "general WER no worse than +0.5 pt" (README, "Training audio from the archive"): the demo's
 45 test_general sentences give intervals about 1.4 points wide, too wide to show it.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -31,7 +37,7 @@ from pipeline.manifest import Record, Reject, write_manifest, write_rejects
 from pipeline.scoring_form import normalize_for_scoring
 from pipeline.text import to_spoken
 from pipeline.tts.corpus import read_corpus, read_tsv, sentence_key, split_sentences
-from pipeline.tts.plan import PlanItem, item_seed, parse_voices
+from pipeline.tts.plan import PlanItem, draw_voices, item_seed, parse_voices
 from pipeline.tts.provenance import audio_digests
 from pipeline.tts.render import audio_path, job_for, render_jobs, rendered_duration
 
@@ -64,12 +70,16 @@ def screen(passages, known: set[str], lexicon) -> tuple[list, list[Reject]]:
     return kept, rejects
 
 
-def plan(passages, split: str, test_voices, renderings: int, seed: int) -> list[PlanItem]:
-    """Round-robin over the test voices, as pipeline.tts.plan does for the demo's test splits."""
+def plan(passages, split: str, voices, renderings: int, seed: int) -> list[PlanItem]:
+    """Test voices (a tuple): round-robin, as pipeline.tts.plan does for the demo's test splits. Train voices
+    ({voice: weight}): drawn by weight for each sentence, distinct speakers, as for the demo's general_dev."""
     items = []
     for i, passage in enumerate(passages):
-        for k in range(renderings):
-            voice = test_voices[(i + k) % len(test_voices)]
+        if isinstance(voices, dict):
+            chosen = draw_voices(voices, renderings, random.Random(item_seed(seed, "voices", passage.id)))
+        else:
+            chosen = [voices[(i + k) % len(voices)] for k in range(renderings)]
+        for voice in chosen:
             spoken = to_spoken(passage.text, commands=False)
             items.append(PlanItem(split, passage, voice, spoken, False, item_seed(seed, split, passage.id, voice.spec)))
     return items
@@ -106,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", help="manifest name (default: the TSV's stem)")
     parser.add_argument("--out-dir", type=Path, help="manifest folder (default: the TSV's folder)")
     parser.add_argument("--audio-dir", type=Path, help="default: data/<out-dir's name>/audio")
-    parser.add_argument("--renderings", type=int, default=1, help="test voices per sentence")
+    parser.add_argument("--renderings", type=int, default=1, help="voices per sentence")
+    parser.add_argument("--voices", choices=("test", "train"), default="test",
+                        help="train: the config's train voices, for plain-English replay (never a test set)")
     parser.add_argument("--general", action="store_true", help="reject sentences holding a lexicon term")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
@@ -116,15 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     split = args.split or args.sentences.stem
     out_dir = args.out_dir or args.sentences.parent
     audio_dir = args.audio_dir or Path("data") / out_dir.resolve().name / "audio"
-    _, test_voices = parse_voices(cfg)
-    if not 1 <= args.renderings <= len(test_voices):
-        parser.error(f"--renderings must be 1..{len(test_voices)} (the config's test voices)")
+    train_voices, test_voices = parse_voices(cfg)
+    voices = train_voices if args.voices == "train" else test_voices
+    speakers = len({v.speaker for v in voices})
+    if not 1 <= args.renderings <= speakers:
+        parser.error(f"--renderings must be 1..{speakers} (the config's {args.voices} speakers)")
     passages = read_tsv(args.sentences, ("id", "text"), "general" if args.general else "sentence")
     lexicon = load_lexicon(config.lexicon) if args.general and config.lexicon else None
     if args.general and lexicon is None:
         parser.error("--general needs the config's lexicon (top-level `lexicon:`)")
     kept, rejects = screen(passages, corpus_keys(cfg.corpus_dir), lexicon)
-    items = plan(kept, split, test_voices, args.renderings, config.seed)
+    items = plan(kept, split, voices, args.renderings, config.seed)
     outcome = render(items, audio_dir, cfg.voices_dir, args.workers)
     records = []
     for item in items:

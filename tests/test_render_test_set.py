@@ -105,3 +105,15 @@ def test_without_general_a_term_sentence_is_kept_and_renderings_use_distinct_voi
     assert all(len(set(v)) == len(v) for v in by_sentence.values())
     with pytest.raises(SystemExit):
         render_test_set.main([str(config), str(tsv), "--renderings", "4"])
+
+
+def test_replay_is_read_by_train_voices_only(tmp_path, tones, monkeypatch):
+    config, tsv = setup(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    render_test_set.main([str(config), str(tsv), "--general", "--voices", "train", "--renderings", "2",
+                          "--split", "replay", "--workers", "1"])  # fmt: skip
+    records = read_manifest(tsv.parent / "replay.jsonl")
+    assert sorted(r.extra["sentence_id"] for r in records) == ["x-1", "x-1", "x-3", "x-3", "x-6", "x-6"]
+    assert {r.extra["voice"] for r in records} == {"flite:slt@1", "flite:rms@1"}
+    with pytest.raises(SystemExit):  # two train speakers
+        render_test_set.main([str(config), str(tsv), "--voices", "train", "--renderings", "3"])
