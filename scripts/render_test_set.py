@@ -14,7 +14,7 @@ lexicon term. A failed rendering is rejected too. Score it with
 `dictune evaluate CONFIG --manifest <out-dir>/<split>.jsonl`, and compare arms with scripts/compare_runs.py.
 
 With --voices train the sentences are read by train voices instead (drawn by weight, distinct speakers, as
-the demo's general_dev): plain-English replay against forgetting (train.replay_manifest, after `dictune
+the demo's general_dev, but never augmented): plain-English replay against forgetting (train.replay_manifest, after `dictune
 normalize`); keep such a file apart from every test set.
 
 Used for the bound "general WER no worse than +0.5 pt" (README, "Training audio from the archive"): the demo's
@@ -39,7 +39,7 @@ from pipeline.text import to_spoken
 from pipeline.tts.corpus import read_corpus, read_tsv, sentence_key, split_sentences
 from pipeline.tts.plan import PlanItem, draw_voices, item_seed, parse_voices
 from pipeline.tts.provenance import audio_digests
-from pipeline.tts.render import audio_path, job_for, render_jobs, rendered_duration
+from pipeline.tts.render import audio_path, render_missing
 
 STAGE = "render_test_set"
 
@@ -85,22 +85,6 @@ def plan(passages, split: str, voices, renderings: int, seed: int) -> list[PlanI
     return items
 
 
-def render(items: list[PlanItem], audio_dir: Path, voices_dir: str, workers: int) -> dict[str, float | str]:
-    """{item id: duration in seconds, or the one-line error of a failed rendering}."""
-    done: dict[str, float | str] = {}
-    jobs = []
-    for item in items:
-        duration = rendered_duration(audio_path(item, audio_dir))
-        if duration is None:
-            jobs.append(job_for(item, audio_dir))
-        else:
-            done[item.id] = duration
-    print(f"{len(items)} renderings: {len(done)} on disk, {len(jobs)} to render", flush=True)
-    for result in render_jobs(jobs, voices_dir, workers):
-        done[result.id] = result.duration if result.error is None else result.error
-    return done
-
-
 def record(item: PlanItem, duration: float, audio_dir: Path, out_dir: Path) -> Record:
     path = os.path.relpath(audio_path(item, audio_dir), out_dir)
     extra = {"voice": item.voice.spec, "engine": item.voice.engine, "sentence_id": item.passage.id,
@@ -139,15 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--general needs the config's lexicon (top-level `lexicon:`)")
     kept, rejects = screen(passages, corpus_keys(cfg.corpus_dir), lexicon)
     items = plan(kept, split, voices, args.renderings, config.seed)
-    outcome = render(items, audio_dir, cfg.voices_dir, args.workers)
+    durations, results, _ = render_missing(items, audio_dir, cfg.voices_dir, args.workers, STAGE)
+    errors = {r.id: r.error for r in results if r.error}
     records = []
     for item in items:
-        got = outcome.get(item.id, "not rendered")
-        if isinstance(got, str):
-            rejects.append(Reject(item.passage.source, item.passage.line, f"{item.voice.spec}: {got}", STAGE,
-                                  id=item.id))
+        if item.id in durations:
+            records.append(record(item, durations[item.id], audio_dir, out_dir))
         else:
-            records.append(record(item, got, audio_dir, out_dir))
+            reason = errors.get(item.id, "not rendered")
+            rejects.append(Reject(item.passage.source, item.passage.line, f"{item.voice.spec}: {reason}", STAGE,
+                                  id=item.id))
     records.sort(key=lambda r: r.id)
     write_manifest(out_dir / f"{split}.jsonl", records)
     write_rejects(out_dir / f"{split}.rejects.jsonl", rejects)

@@ -202,36 +202,9 @@ def _count_stale(items, cfg: SynthesizeConfig) -> int:
 
 def _render_missing(items, cfg: SynthesizeConfig):
     """Durations of all renderings on disk by item id, this run's results, and how many were reused."""
-    from tqdm import tqdm
+    from pipeline.tts.render import render_missing
 
-    from pipeline.tts.render import audio_path, job_for, render_jobs, rendered_duration
-
-    durations, jobs = {}, []
-    for item in items:
-        duration = rendered_duration(audio_path(item, cfg.audio_dir))
-        if duration is None:
-            jobs.append(job_for(item, cfg.audio_dir))
-        else:
-            durations[item.id] = duration
-    logger.info(
-        "synthesize: %s renderings planned, %s already on disk, %s to render",
-        len(items),
-        len(durations),
-        len(jobs),
-    )
-    results, failed_voices = [], set()
-    with tqdm(total=len(jobs), unit="clip", desc="synthesize", disable=not jobs) as bar:
-        for result in render_jobs(jobs, cfg.voices_dir, cfg.workers):
-            results.append(result)
-            bar.update(1)
-            if result.error is None:
-                durations[result.id] = result.duration
-            elif result.voice not in failed_voices:
-                failed_voices.add(result.voice)
-                logger.warning(
-                    "synthesize: voice %s failed (%s); other voices continue", result.voice, result.error
-                )
-    return durations, results, len(items) - len(jobs)
+    return render_missing(items, cfg.audio_dir, cfg.voices_dir, cfg.workers, "synthesize")
 
 
 def _record(item, duration: float, cfg: SynthesizeConfig) -> Record:

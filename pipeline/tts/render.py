@@ -143,3 +143,30 @@ def _next_result(results) -> RenderResult:
             return results.next(timeout=POLL_SECONDS)
         except multiprocessing.TimeoutError:
             continue
+
+
+def render_missing(items, audio_dir: str | Path, voices_dir: str, workers: int, label: str):
+    """Render the items whose WAV is not on disk yet: (durations of all renderings by item id, this run's
+    results, how many were reused). A voice's first failure is logged once; the others continue."""
+    from tqdm import tqdm
+
+    durations, jobs = {}, []
+    for item in items:
+        duration = rendered_duration(audio_path(item, audio_dir))
+        if duration is None:
+            jobs.append(job_for(item, audio_dir))
+        else:
+            durations[item.id] = duration
+    logger.info("%s: %s renderings planned, %s already on disk, %s to render", label, len(items), len(durations),
+                len(jobs))  # fmt: skip
+    results, failed_voices = [], set()
+    with tqdm(total=len(jobs), unit="clip", desc=label, disable=not jobs) as bar:
+        for result in render_jobs(jobs, voices_dir, workers):
+            results.append(result)
+            bar.update(1)
+            if result.error is None:
+                durations[result.id] = result.duration
+            elif result.voice not in failed_voices:
+                failed_voices.add(result.voice)
+                logger.warning("%s: voice %s failed (%s); other voices continue", label, result.voice, result.error)
+    return durations, results, len(items) - len(jobs)
