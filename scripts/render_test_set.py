@@ -2,30 +2,32 @@
 --voices train, plain-English replay read by its train voices).
 
     python scripts/render_test_set.py CONFIG SENTENCES.tsv [--split NAME] [--out-dir DIR] [--audio-dir DIR]
-        [--renderings 1] [--voices test|train] [--general] [--workers 2]
+        [--renderings 1] [--voices test|train] [--general | --seen-terms] [--exclude-manifest M ...] [--workers 2]
 
 SENTENCES.tsv has the header `id<TAB>text` (as the corpus' general.tsv). Each sentence is read by
 `--renderings` of the config's synthesize.test_voices, round-robin as the demo's test splits are, never by a
 train voice; the clips go under --audio-dir/<split>/ (already rendered ones are reused) and the manifest to
 <out-dir>/<split>.jsonl, with <split>.rejects.jsonl beside it. A sentence is rejected, with its reason,
 when the config's corpus holds it (training text must not be test text), when it repeats an earlier
-sentence of the file, or, with --general (a plain-English set that measures forgetting), when it holds a
-lexicon term. A failed rendering is rejected too. Score it with
+sentence of the file, when a manifest named by --exclude-manifest holds it (e.g. another arm's training
+audio, such as the archive's), or, with --general (a plain-English set that measures forgetting), when it
+holds a lexicon term. With --seen-terms (a domain set for the seen terms) a sentence is kept only when it
+holds a lexicon term that the config's training text holds (pipeline.new_words.seen_unseen: run `dictune
+normalize` first) and none that it lacks. A failed rendering is rejected too. Score it with
 `dictune evaluate CONFIG --manifest <out-dir>/<split>.jsonl`, and compare arms with scripts/compare_runs.py.
 
 With --voices train the sentences are read by train voices instead (drawn by weight, distinct speakers, as
 the demo's general_dev, but never augmented): plain-English replay against forgetting (train.replay_manifest, after `dictune
 normalize`); keep such a file apart from every test set.
 
-Used for the bound "general WER no worse than +0.5 pt" (README, "Training audio from the archive"): the demo's
-45 test_general sentences give intervals about 1.4 points wide, too wide to show it.
+Used for the bounds "general WER / seen-term B-WER no worse than +0.5 pt" (README, "Training audio from the
+archive"): the demo's 45 test_general and 56 test sentences give intervals 1.4-4 points wide, too wide.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -33,36 +35,55 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_config
 from pipeline.lexicon import load_lexicon
-from pipeline.manifest import Record, Reject, write_manifest, write_rejects
+from pipeline.manifest import Record, Reject, read_manifest, write_manifest, write_rejects
+from pipeline.new_words import seen_unseen
 from pipeline.scoring_form import normalize_for_scoring
 from pipeline.text import to_spoken
 from pipeline.tts.corpus import read_corpus, read_tsv, sentence_key, split_sentences
-from pipeline.tts.plan import PlanItem, draw_voices, item_seed, parse_voices
+from pipeline.tts.plan import PlanItem, Planner, parse_voices
 from pipeline.tts.provenance import audio_digests
 from pipeline.tts.render import audio_path, render_missing
 
 STAGE = "render_test_set"
 
 
-def corpus_keys(corpus_dir: str) -> set[str]:
+def corpus_keys(corpus_dir: str, manifests=()) -> dict[str, str]:
+    """{sentence key: where it is} for every sentence of the corpus and of the given manifests."""
     corpus = read_corpus(corpus_dir)
     passages = corpus.sentences + corpus.general + corpus.reports
-    return {sentence_key(s) for p in passages for s in split_sentences(p.text)}
+    known = {sentence_key(s): "the config's corpus" for p in passages for s in split_sentences(p.text)}
+    for path in manifests:
+        known.update({sentence_key(s): str(path) for r in read_manifest(path) for s in split_sentences(r.text)})
+    return known
 
 
-def screen(passages, known: set[str], lexicon) -> tuple[list, list[Reject]]:
+def _terms(lexicon, text: str) -> set[str]:
+    return {m.term for m in lexicon.find(normalize_for_scoring(text).split())}
+
+
+def term_reason(text: str, lexicon, seen=None) -> str | None:
+    """Why a sentence does not belong to a general set (lexicon only) or a seen-term set (and `seen`)."""
+    terms = _terms(lexicon, text)
+    if seen is None:
+        return f"holds lexicon terms {sorted(terms)} (--general)" if terms else None
+    lacking = sorted(t for t in terms if t not in seen)
+    if lacking:
+        return f"holds lexicon terms the training text lacks: {lacking} (--seen-terms)"
+    return None if terms else "holds no lexicon term of the training text (--seen-terms)"
+
+
+def screen(passages, known: dict[str, str], lexicon, seen=None) -> tuple[list, list[Reject]]:
     """The passages to render and the rejected ones with their reasons."""
-    kept, rejects, seen = [], [], set()
+    kept, rejects, keys = [], [], set()
     for p in passages:
         key, reason = sentence_key(p.text), None
         if key in known:
-            reason = "the config's corpus holds this sentence: test text must not be training text"
-        elif key in seen:
+            reason = f"{known[key]} holds this sentence: test text must not be training text"
+        elif key in keys:
             reason = "repeats an earlier sentence of this file"
         elif lexicon is not None:
-            terms = sorted({m.term for m in lexicon.find(normalize_for_scoring(p.text).split())})
-            reason = f"holds lexicon terms {terms} (--general)" if terms else None
-        seen.add(key)
+            reason = term_reason(p.text, lexicon, seen)
+        keys.add(key)
         if reason is None:
             kept.append(p)
         else:
@@ -70,19 +91,16 @@ def screen(passages, known: set[str], lexicon) -> tuple[list, list[Reject]]:
     return kept, rejects
 
 
-def plan(passages, split: str, voices, renderings: int, seed: int) -> list[PlanItem]:
-    """Test voices (a tuple): round-robin, as pipeline.tts.plan does for the demo's test splits. Train voices
-    ({voice: weight}): drawn by weight for each sentence, distinct speakers, as for the demo's general_dev."""
-    items = []
-    for i, passage in enumerate(passages):
-        if isinstance(voices, dict):
-            chosen = draw_voices(voices, renderings, random.Random(item_seed(seed, "voices", passage.id)))
-        else:
-            chosen = [voices[(i + k) % len(voices)] for k in range(renderings)]
-        for voice in chosen:
-            spoken = to_spoken(passage.text, commands=False)
-            items.append(PlanItem(split, passage, voice, spoken, False, item_seed(seed, split, passage.id, voice.spec)))
-    return items
+def plan(passages, split: str, cfg, renderings: int, seed: int, train_voices: bool) -> list[PlanItem]:
+    """Test voices round-robin, as the demo's test splits are; train voices drawn by weight for each sentence,
+    distinct speakers, as for the demo's general_dev, but never augmented and never with spoken commands."""
+    planner = Planner(cfg, seed, to_spoken)
+    if train_voices:
+        for passage in passages:
+            planner.train_like(split, passage, renderings, commands_fraction=0.0, augment=False)
+    else:
+        planner.round_robin(split, passages, renderings, commands=False)
+    return planner.items
 
 
 def record(item: PlanItem, duration: float, audio_dir: Path, out_dir: Path) -> Record:
@@ -103,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--renderings", type=int, default=1, help="voices per sentence")
     parser.add_argument("--voices", choices=("test", "train"), default="test",
                         help="train: the config's train voices, for plain-English replay (never a test set)")
-    parser.add_argument("--general", action="store_true", help="reject sentences holding a lexicon term")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--general", action="store_true", help="reject sentences holding a lexicon term")
+    kind.add_argument("--seen-terms", action="store_true",
+                      help="keep sentences holding lexicon terms of the training text and no other")
+    parser.add_argument("--exclude-manifest", type=Path, action="append", default=[],
+                        help="its sentences count as training text too (repeatable)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -118,11 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.renderings <= speakers:
         parser.error(f"--renderings must be 1..{speakers} (the config's {args.voices} speakers)")
     passages = read_tsv(args.sentences, ("id", "text"), "general" if args.general else "sentence")
-    lexicon = load_lexicon(config.lexicon) if args.general and config.lexicon else None
-    if args.general and lexicon is None:
-        parser.error("--general needs the config's lexicon (top-level `lexicon:`)")
-    kept, rejects = screen(passages, corpus_keys(cfg.corpus_dir), lexicon)
-    items = plan(kept, split, voices, args.renderings, config.seed)
+    screened = args.general or args.seen_terms
+    lexicon = load_lexicon(config.lexicon) if screened and config.lexicon else None
+    if screened and lexicon is None:
+        parser.error("--general and --seen-terms need the config's lexicon (top-level `lexicon:`)")
+    seen = seen_unseen(config, lexicon)[0] if args.seen_terms else None
+    if seen is not None and not seen.terms:
+        parser.error("--seen-terms: the config's training text holds no lexicon term (run `dictune normalize`)")
+    for path in args.exclude_manifest:
+        if not path.is_file():
+            parser.error(f"{path}: --exclude-manifest not found")
+    kept, rejects = screen(passages, corpus_keys(cfg.corpus_dir, args.exclude_manifest), lexicon, seen)
+    items = plan(kept, split, cfg, args.renderings, config.seed, args.voices == "train")
     durations, results, _ = render_missing(items, audio_dir, cfg.voices_dir, args.workers, STAGE)
     errors = {r.id: r.error for r in results if r.error}
     records = []

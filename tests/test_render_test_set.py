@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import pipeline.tts
-from pipeline.manifest import read_manifest, read_rejects
+from pipeline.manifest import Record, read_manifest, read_rejects, write_manifest
 from pipeline.tts import EngineUnavailable, parse_voice
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "render_test_set.py"
@@ -117,3 +117,29 @@ def test_replay_is_read_by_train_voices_only(tmp_path, tones, monkeypatch):
     assert {r.extra["voice"] for r in records} == {"flite:slt@1", "flite:rms@1"}
     with pytest.raises(SystemExit):  # two train speakers
         render_test_set.main([str(config), str(tsv), "--voices", "train", "--renderings", "3"])
+
+
+def test_seen_terms_keeps_sentences_with_training_terms_only_and_excluded_manifests_count_as_training(
+    tmp_path, tones, monkeypatch
+):
+    config, _ = setup(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    train = Record("t-1", "t-1.wav", 2.0, "A small pleural effusion.")
+    write_manifest(tmp_path / "work" / "normalize" / "train.jsonl", [train])
+    other_arm = tmp_path / "archive.jsonl"
+    write_manifest(other_arm, [Record("a-1", "a-1.wav", 2.0, "New pleural effusion on the left. Lungs clear.")])
+    rows = [("d-1", "There is a moderate pleural effusion on the right."),
+            ("d-2", "Bibasilar atelectasis with a trace pleural effusion."),  # atelectasis: not in training text
+            ("d-3", "The heart size is normal."),  # no lexicon term
+            ("d-4", "New pleural effusion on the left.")]  # fmt: skip
+    tsv = tmp_path / "set" / "seen.tsv"
+    tsv.write_text("id\ttext\n" + "".join(f"{i}\t{t}\n" for i, t in rows))
+    args = [str(config), str(tsv), "--seen-terms", "--exclude-manifest", str(other_arm), "--workers", "1"]
+    assert render_test_set.main(args) == 0
+    assert [r.extra["sentence_id"] for r in read_manifest(tsv.parent / "seen.jsonl")] == ["d-1"]
+    reasons = {r.id: r.reason for r in read_rejects(tsv.parent / "seen.rejects.jsonl")}
+    assert "lacks: ['atelectasis']" in reasons["d-2"] and "no lexicon term" in reasons["d-3"]
+    assert str(other_arm) in reasons["d-4"] and "must not be training text" in reasons["d-4"]
+    (tmp_path / "work" / "normalize" / "train.jsonl").unlink()  # no training text: a clear error
+    with pytest.raises(SystemExit):
+        render_test_set.main(args)

@@ -134,7 +134,10 @@ def _by_hash(passages, seed: int, salt: str) -> list[Passage]:
     return sorted(passages, key=lambda p: unit(seed, salt, p.id))
 
 
-class _Planner:
+class Planner:
+    """Builds PlanItems: test voices round-robin, train voices drawn by weight (scripts/render_test_set.py
+    plans its extra sets with it too)."""
+
     def __init__(self, cfg: SynthesizeConfig, seed: int, to_spoken: Callable[..., str]):
         self.cfg, self.seed, self.to_spoken = cfg, seed, to_spoken
         self.train_voices, self.test_voices = parse_voices(cfg)
@@ -158,13 +161,14 @@ class _Planner:
         low, high = {"reverb": cfg.augment_rt60, "noise": cfg.augment_snr_db}.get(kind, (0.0, 0.0))
         return kind, round(rng.uniform(low, high), 3)
 
-    def train_like(self, split: str, passage: Passage, count: int, commands_fraction: float | None = None) -> None:
+    def train_like(self, split: str, passage: Passage, count: int, commands_fraction: float | None = None,
+                   augment: bool = True) -> None:  # fmt: skip
         rng = random.Random(item_seed(self.seed, "voices", passage.id))
         if commands_fraction is None:
             commands_fraction = self.cfg.commands_fraction
         for voice in draw_voices(self.train_voices, count, rng):
             commands = unit(self.seed, "commands", passage.id, voice.spec) < commands_fraction
-            self.add(split, passage, voice, commands, augment=self.augment_for(passage, voice))
+            self.add(split, passage, voice, commands, augment=self.augment_for(passage, voice) if augment else None)
 
     def round_robin(self, split: str, passages: list[Passage], count: int, **kw) -> None:
         voices = self.test_voices
@@ -184,7 +188,7 @@ def make_plan(
     holds a held-out term (pipeline/tts/heldout.py): such sentences go to test_unseen and such reports
     are never read for training."""
     unseen = unseen or (lambda text: False)
-    planner = _Planner(cfg, seed, to_spoken)
+    planner = Planner(cfg, seed, to_spoken)
     splits = {
         p.id: "test_unseen" if unseen(p.text) else sentence_split(p, cfg, seed) for p in corpus.sentences
     }
@@ -207,7 +211,7 @@ def make_plan(
     return planner.items
 
 
-def _plan_long(planner: _Planner, corpus: Corpus, test_ids: set[str], unseen: Callable[[str], bool]) -> None:
+def _plan_long(planner: Planner, corpus: Corpus, test_ids: set[str], unseen: Callable[[str], bool]) -> None:
     """Demo reports first (any report); train reports only from those holding no test sentence and no
     held-out term."""
     cfg, seed = planner.cfg, planner.seed
@@ -228,7 +232,7 @@ def _plan_long(planner: _Planner, corpus: Corpus, test_ids: set[str], unseen: Ca
         _plan_final(planner, clean, forbidden)
 
 
-def _plan_final(planner: _Planner, clean: list[Passage], forbidden: Callable[[str], bool]) -> None:
+def _plan_final(planner: Planner, clean: list[Passage], forbidden: Callable[[str], bool]) -> None:
     """long_final: each chosen report dictated by `voices` train speakers, each recording filed with its own
     draw of edits (a mismatched recording gets another chosen report of the same exam type)."""
     cfg, seed = planner.cfg.final_reports, planner.seed
