@@ -143,14 +143,27 @@ def load_splits(config: Config) -> tuple[list[Split], list[Reject]]:
         sources.append((name, path))
     splits, rejects = [], []
     for name, path in sources:
-        kind = "general" if name == config.evaluate.general_split else "domain"
         records, bad = _usable_records(path)
         rejects += bad
         if not records:
             raise DictuneError(f"{path}: no usable utterance to evaluate (see {STAGE}/{REJECTS_NAME})")
+        kind = _kind(config, name, records, name not in config.evaluate.splits)
         splits.append(Split(name, path, tuple(records), kind))
-        logger.info("evaluate: split %s: %d utterances, %d rejected", name, len(records), len(bad))
+        logger.info("evaluate: split %s (%s): %d utterances, %d rejected", name, kind, len(records), len(bad))
     return splits, rejects
+
+
+def _kind(config: Config, name: str, records: list[Record], extra: bool) -> str:
+    """"general": evaluate.general_split, or an extra manifest none of whose references holds a lexicon term
+    (a plain-English set, e.g. a larger general-WER check); every other split is "domain"."""
+    if name == config.evaluate.general_split:
+        return "general"
+    if not extra or not config.lexicon:
+        return "domain"
+    from pipeline.lexicon import load_lexicon
+
+    lexicon = load_lexicon(config.lexicon)
+    return "domain" if any(lexicon.find(reference_norm(r).split()) for r in records) else "general"
 
 
 def _usable_records(path: Path) -> tuple[list[Record], list[Reject]]:

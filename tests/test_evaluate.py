@@ -194,6 +194,23 @@ def test_extra_manifests_from_the_command_line(project, tmp_path):
     assert [s.name for s in splits] == ["test", "test_general", "test_extra"]
 
 
+def test_an_extra_manifest_without_lexicon_terms_is_a_general_split(project, tmp_path):
+    """A larger plain-English check passed with --manifest must not headline as the domain split."""
+    extra = []
+    for name in ("test", "test_general"):
+        records = read_manifest(project.stage_dir("normalize") / f"{name}.jsonl")
+        extra.append(tmp_path / f"more_{name}.jsonl")
+        write_manifest(extra[-1], [r.replace(audio_filepath=str(project.stage_dir("normalize") / r.audio_filepath))
+                                   for r in records])  # fmt: skip
+    config = config_from_dict({**config_to_dict(project), "evaluate": {"manifests": [str(p) for p in extra]}})
+    splits = systems.load_splits(config)[0]
+    assert [(s.name, s.kind) for s in splits] == [("test", "domain"), ("test_general", "general"),
+                                                  ("more_test", "domain"), ("more_test_general", "general")]  # fmt: skip
+    config = config_from_dict({**config_to_dict(config), "evaluate": {"splits": ["test_general"],
+                                                                      "manifests": [str(p) for p in extra[::-1]]}})  # fmt: skip
+    assert systems.report_options(config, systems.load_splits(config)[0]).domain_split == "more_test"
+
+
 def test_a_missing_split_says_which_stage_to_run(project):
     (project.stage_dir("normalize") / "test_general.jsonl").unlink()
     with pytest.raises(systems.DictuneError, match="run `dictune normalize CONFIG` first"):

@@ -8,7 +8,9 @@ base with <work_dir>/train/adapter when no merged model was written), each also 
 vocabulary prompt), `+retrieved` (the lexicon terms closest to what a first pass heard) or `+irrelevant`
 (lexicon terms of another exam type: the control for +retrieved); the adapted ones are skipped,
 with a note in the report, until the train stage has run. Splits: <work_dir>/normalize/<split>.jsonl
-for evaluate.splits, plus every manifest in evaluate.manifests or given with --manifest.
+for evaluate.splits, plus every manifest in evaluate.manifests or given with --manifest. evaluate.general_split
+gives the headline's general WER; an extra manifest none of whose references holds a lexicon term is a
+general split too (scored without the seen/unseen term tables); the first other split is the headline's.
 
 The vocabulary prompt (PROMPT_RULE): the lexicon terms ranked by how often they occur in the train
 split's references (most first, ties alphabetical), joined with ", ", as many as fit in
