@@ -27,7 +27,6 @@ archive"): the demo's 45 test_general and 56 test sentences give intervals 1.4-4
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -35,14 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import load_config
 from pipeline.lexicon import load_lexicon
-from pipeline.manifest import Record, Reject, read_manifest, write_manifest, write_rejects
+from pipeline.manifest import Reject, read_manifest, write_manifest, write_rejects
 from pipeline.new_words import seen_unseen
 from pipeline.scoring_form import normalize_for_scoring
 from pipeline.text import to_spoken
 from pipeline.tts.corpus import read_corpus, read_tsv, sentence_key, split_sentences
 from pipeline.tts.plan import PlanItem, Planner, parse_voices
 from pipeline.tts.provenance import audio_digests
-from pipeline.tts.render import audio_path, render_missing
+from pipeline.tts.render import manifest_record, render_missing
 
 STAGE = "render_test_set"
 
@@ -103,14 +102,6 @@ def plan(passages, split: str, cfg, renderings: int, seed: int, train_voices: bo
     return planner.items
 
 
-def record(item: PlanItem, duration: float, audio_dir: Path, out_dir: Path) -> Record:
-    path = os.path.relpath(audio_path(item, audio_dir), out_dir)
-    extra = {"voice": item.voice.spec, "engine": item.voice.engine, "sentence_id": item.passage.id,
-             "commands": False}
-    return Record(item.id, Path(path).as_posix(), round(duration, 3), item.passage.text,
-                  speaker=item.voice.speaker, extra=extra)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
@@ -158,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for item in items:
         if item.id in durations:
-            records.append(record(item, durations[item.id], audio_dir, out_dir))
+            records.append(manifest_record(item, durations[item.id], audio_dir, out_dir))
         else:
             reason = errors.get(item.id, "not rendered")
             rejects.append(Reject(item.passage.source, item.passage.line, f"{item.voice.spec}: {reason}", STAGE,

@@ -11,7 +11,6 @@ long_max_seconds], is left out of the manifests and listed in <work_dir>/synthes
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -207,31 +206,11 @@ def _render_missing(items, cfg: SynthesizeConfig):
     return render_missing(items, cfg.audio_dir, cfg.voices_dir, cfg.workers, "synthesize")
 
 
-def _record(item, duration: float, cfg: SynthesizeConfig) -> Record:
-    from pipeline.tts.render import audio_path
-
-    extra = {"voice": item.voice.spec, "engine": item.voice.engine, "sentence_id": item.passage.id}
-    if item.passage.modality:
-        extra["modality"] = item.passage.modality
-    extra["commands"] = item.commands
-    if item.split_use:
-        extra["split_use"] = item.split_use
-    if item.augment:
-        extra["augment"] = f"{item.augment[0]}:{item.augment[1]:g}"
-    path = os.path.relpath(audio_path(item, cfg.audio_dir), cfg.manifest_dir)
-    return Record(
-        item.id,
-        Path(path).as_posix(),
-        round(duration, 3),
-        item.passage.text,
-        speaker=item.voice.speaker,
-        extra=extra,
-    )
-
-
 def _collect(items, durations, results, cfg: SynthesizeConfig):
-    errors = {r.id: r.error for r in results if r.error}
     from pipeline.tts.plan import SPLITS
+    from pipeline.tts.render import manifest_record
+
+    errors = {r.id: r.error for r in results if r.error}
 
     records: dict[str, list[Record]] = {split: [] for split in SPLITS}
     for extra_split in ("archive", "long_final"):
@@ -257,7 +236,7 @@ def _collect(items, durations, results, cfg: SynthesizeConfig):
                 )
             )
             continue
-        records[item.split].append(_record(item, duration, cfg))
+        records[item.split].append(manifest_record(item, duration, cfg.audio_dir, cfg.manifest_dir))
     for rows in records.values():
         rows.sort(key=lambda r: r.id)
     return records, rejects

@@ -67,6 +67,25 @@ def audio_path(item: PlanItem, audio_dir: str | Path) -> Path:
     return Path(audio_dir) / item.split / f"{item.id}.{content_key(item)}.wav"
 
 
+def manifest_record(item: PlanItem, duration: float, audio_dir: str | Path, manifest_dir: str | Path):
+    """The manifest line of a rendered item; its audio path is relative to the manifest's folder."""
+    import os
+
+    from pipeline.manifest import Record
+
+    extra = {"voice": item.voice.spec, "engine": item.voice.engine, "sentence_id": item.passage.id}
+    if item.passage.modality:
+        extra["modality"] = item.passage.modality
+    extra["commands"] = item.commands
+    if item.split_use:
+        extra["split_use"] = item.split_use
+    if item.augment:
+        extra["augment"] = f"{item.augment[0]}:{item.augment[1]:g}"
+    path = os.path.relpath(audio_path(item, audio_dir), manifest_dir)
+    return Record(item.id, Path(path).as_posix(), round(duration, 3), item.passage.text, speaker=item.voice.speaker,
+                  extra=extra)  # fmt: skip
+
+
 def rendered_duration(path: str | Path) -> float | None:
     """Seconds of a rendering already on disk; None when it is missing, unreadable or empty (render it)."""
     import soundfile as sf
