@@ -32,6 +32,7 @@ class Lexicon:
     """Domain terms in scoring form; finds their occurrences as whole-token spans."""
 
     def __init__(self, terms: Iterable[str], normalizer: ScoringNormalizer | None = None):
+        self._whole: Lexicon | None = None  # set by subset(): matches are the whole lexicon's
         normalizer = normalizer or ScoringNormalizer(commands=False)
         self.display: dict[str, str] = {}  # scoring form -> the term as first written
         for term in terms:
@@ -58,8 +59,21 @@ class Lexicon:
     def __contains__(self, term: str) -> bool:
         return term in self.display
 
+    def subset(self, keys: Iterable[str]) -> Lexicon:
+        """The terms `keys` (scoring form) of this lexicon, still matched against all of it: an occurrence is
+        one of the whole lexicon's longest matches, so the words of a longer term are never an occurrence of
+        a shorter term they contain ("bibasilar" inside "bibasilar atelectasis"), and a term's words belong to
+        one subset only."""
+        whole = self._whole or self
+        sub = Lexicon([k for k in keys if k in self.display], normalizer=lambda text: text)
+        sub.display = {k: self.display[k] for k in sub.display}
+        sub._whole = whole
+        return sub
+
     def find(self, tokens: Sequence[str]) -> list[TermMatch]:
         """Non-overlapping occurrences, left to right, the longest term first at each position."""
+        if self._whole is not None:
+            return [m for m in self._whole.find(tokens) if m.term in self.display]
         matches, i = [], 0
         while i < len(tokens):
             for candidate in self._by_first.get(tokens[i], ()):

@@ -128,6 +128,23 @@ def test_term_inside_a_longer_word_is_not_a_term():
     assert {r.term: r.false_positives for r in split.per_term} == {"ile": 1}
 
 
+def test_seen_and_unseen_halves_count_each_reference_word_once():
+    """A term inside a longer term of the lexicon is not an occurrence of its own (new_words.split_lexicon)."""
+    from pipeline.new_words import split_lexicon
+
+    lexicon = Lexicon(["bibasilar", "bibasilar atelectasis", "atelectasis", "compressive atelectasis"])
+    seen, unseen = split_lexicon(lexicon, ["mild bibasilar atelectasis", "atelectasis at the base"])
+    assert (sorted(seen.terms), sorted(unseen.terms)) == (["atelectasis", "bibasilar atelectasis"],
+                                                          ["bibasilar", "compressive atelectasis"])  # fmt: skip
+    ref = ["bibasilar atelectasis and compressive atelectasis"]
+    hyp = ["by basilar atelectasis and compressive atelectasis"]
+    on_seen, on_unseen = score(ref, hyp, seen), score(ref, hyp, unseen)
+    assert (on_seen.terms.ref_occurrences, on_unseen.terms.ref_occurrences) == (1, 1)
+    assert (on_seen.b_wer.ref_count, on_unseen.b_wer.ref_count) == (2, 2)  # five words: 2 + 2 in terms, "and"
+    assert on_seen.b_wer.errors == 1 and on_unseen.b_wer.errors == 0  # bibasilar -> basilar ("by": unbiased insertion)
+    assert seen.display == {"bibasilar atelectasis": "bibasilar atelectasis", "atelectasis": "atelectasis"}
+
+
 def test_empty_hypothesis_misses_every_term():
     scores = score(["small pleural effusion"], [""], LEXICON)
     assert _counts(scores.b_wer) == (0, 2, 0, 2)
