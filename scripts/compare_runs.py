@@ -1,7 +1,7 @@
 """Compare one system of two arms (one run each, or several training seeds each) on the same test splits.
 
     python scripts/compare_runs.py BASE_CONFIG NEW_CONFIG [--system adapted] [--base-system base]
-        [--splits test,test_unseen,test_general]
+        [--splits test,test_unseen,test_general]   (a split "a+b" pools two splits' utterances)
         [--base-work-dir DIR ...] [--new-work-dir DIR ...] [--json OUT]
 
 Reads each run's cached evaluate transcripts (<work_dir>/evaluate/transcripts/<system>/<split>.jsonl: the
@@ -42,10 +42,17 @@ METRICS = (("WER", "wer", False), ("B-WER seen", "b_wer", True), ("B-WER unseen"
 
 
 def transcripts(work_dir: Path, system: str, split: str) -> dict[str, tuple[str, str]]:
-    path = work_dir / "evaluate" / "transcripts" / system / f"{split}.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found; run `dictune evaluate` for that run first")
-    return {row["id"]: (row["ref_norm"], row["hyp_norm"]) for _, row in iter_jsonl(path)}
+    """{utterance id: (reference, hypothesis)}; a split "a+b" pools the splits a and b (ids must differ)."""
+    out: dict[str, tuple[str, str]] = {}
+    for part in split.split("+"):
+        path = work_dir / "evaluate" / "transcripts" / system / f"{part}.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path}: not found; run `dictune evaluate` for that run first")
+        rows = {row["id"]: (row["ref_norm"], row["hyp_norm"]) for _, row in iter_jsonl(path)}
+        if out.keys() & rows.keys():
+            raise SystemExit(f"{path}: utterance ids also in another split of {split}; cannot pool them")
+        out |= rows
+    return out
 
 
 def evaluate_settings(work_dir: Path) -> dict:

@@ -10,7 +10,7 @@ train voice; the clips go under --audio-dir/<split>/ (already rendered ones are 
 <out-dir>/<split>.jsonl, with <split>.rejects.jsonl beside it. A sentence is rejected, with its reason,
 when the config's corpus holds it (training text must not be test text), when it repeats an earlier
 sentence of the file, when a manifest named by --exclude-manifest holds it (e.g. another arm's training
-audio, such as the archive's), or, with --general (a plain-English set that measures forgetting), when it
+audio, such as the archive's, or an earlier test set), or, with --general (a plain-English set that measures forgetting), when it
 holds a lexicon term. With --seen-terms (a domain set for the seen terms) a sentence is kept only when it
 holds a lexicon term that the config's training text holds (pipeline.new_words.seen_unseen: run `dictune
 normalize` first) and none that it lacks. A failed rendering is rejected too. Score it with
@@ -47,12 +47,14 @@ STAGE = "render_test_set"
 
 
 def corpus_keys(corpus_dir: str, manifests=()) -> dict[str, str]:
-    """{sentence key: where it is} for every sentence of the corpus and of the given manifests."""
+    """{sentence key: why it is rejected} for every sentence of the corpus and of the given manifests."""
     corpus = read_corpus(corpus_dir)
     passages = corpus.sentences + corpus.general + corpus.reports
-    known = {sentence_key(s): "the config's corpus" for p in passages for s in split_sentences(p.text)}
+    reason = "the config's corpus holds this sentence: test text must not be training text"
+    known = {sentence_key(s): reason for p in passages for s in split_sentences(p.text)}
     for path in manifests:
-        known.update({sentence_key(s): str(path) for r in read_manifest(path) for s in split_sentences(r.text)})
+        reason = f"{path} holds this sentence (--exclude-manifest)"
+        known.update({sentence_key(s): reason for r in read_manifest(path) for s in split_sentences(r.text)})
     return known
 
 
@@ -77,7 +79,7 @@ def screen(passages, known: dict[str, str], lexicon, seen=None) -> tuple[list, l
     for p in passages:
         key, reason = sentence_key(p.text), None
         if key in known:
-            reason = f"{known[key]} holds this sentence: test text must not be training text"
+            reason = known[key]
         elif key in keys:
             reason = "repeats an earlier sentence of this file"
         elif lexicon is not None:
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     kind.add_argument("--seen-terms", action="store_true",
                       help="keep sentences holding lexicon terms of the training text and no other")
     parser.add_argument("--exclude-manifest", type=Path, action="append", default=[],
-                        help="its sentences count as training text too (repeatable)")
+                        help="reject its sentences too, e.g. another arm's training audio or an earlier test set (repeatable)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 

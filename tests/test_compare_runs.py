@@ -112,3 +112,18 @@ def test_the_base_arm_can_be_another_system_of_the_same_runs(tmp_path):
     assert got["WER"]["new_runs"] == pytest.approx([1 / 11, 0])
     same = rows_by_metric(compare_runs.compare(runs, runs, "adapted", ["test"], seen, Lexicon([]), 0, samples=200))
     assert same["WER"]["delta"] == 0
+
+
+def test_a_plus_split_pools_two_splits(tmp_path):
+    seen, unseen = Lexicon(["bibasilar atelectasis"]), Lexicon(["pleural effusion"])
+    base, new = run_dir(tmp_path, "b1", {"u1": "by bezel or atelectasis is seen"}), run_dir(tmp_path, "n1", {})
+    for run, hyps in ((base, {"v1": "no plural effusion"}), (new, {})):
+        rows = [{"id": "v1", "ref_norm": "no pleural effusion", "hyp_norm": hyps.get("v1", "no pleural effusion")}]
+        (run / "evaluate" / "transcripts" / "adapted" / "more.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    got = rows_by_metric(compare_runs.compare([base], [new], "adapted", ["test+more"], seen, unseen, 0, samples=50))
+    assert got["B-WER seen"]["a"] == 0.5 and got["B-WER unseen"]["a"] == pytest.approx(1 / 4)  # u2 + v1: 4 words
+    assert got["WER"]["a"] == pytest.approx(4 / 14)  # test: 3 errors in 11 words; more: 1 in 3
+    twice = tmp_path / "b1" / "evaluate" / "transcripts" / "adapted" / "again.jsonl"
+    twice.write_text((tmp_path / "b1" / "evaluate" / "transcripts" / "adapted" / "test.jsonl").read_text())
+    with pytest.raises(SystemExit, match="cannot pool"):
+        compare_runs.transcripts(base, "adapted", "test+again")
