@@ -10,8 +10,8 @@ train voice; the clips go under --audio-dir/<split>/ (already rendered ones are 
 <out-dir>/<split>.jsonl, with <split>.rejects.jsonl beside it. A sentence is rejected, with its reason,
 when the config's corpus holds it (training text must not be test text), when it repeats an earlier
 sentence of the file, when a manifest named by --exclude-manifest holds it (e.g. another arm's training
-audio, such as the archive's, or an earlier test set), or, with --general (a plain-English set that measures forgetting), when it
-holds a lexicon term. With --seen-terms (a domain set for the seen terms) a sentence is kept only when it
+audio, such as the archive's, or an earlier test set), or, with --general (a plain-English set that
+measures forgetting), when it holds a lexicon term. With --seen-terms (a domain set for the seen terms) a sentence is kept only when it
 holds a lexicon term that the config's training text holds (pipeline.new_words.seen_unseen: run `dictune
 normalize` first) and none that it lacks. A failed rendering is rejected too. Score it with
 `dictune evaluate CONFIG --manifest <out-dir>/<split>.jsonl`, and compare arms with scripts/compare_runs.py.
@@ -36,9 +36,9 @@ from pipeline.config import load_config
 from pipeline.lexicon import load_lexicon
 from pipeline.manifest import Reject, read_manifest, write_manifest, write_rejects
 from pipeline.new_words import seen_unseen
-from pipeline.scoring_form import normalize_for_scoring
 from pipeline.text import to_spoken
 from pipeline.tts.corpus import read_corpus, read_tsv, sentence_key, split_sentences
+from pipeline.tts.heldout import passage_terms
 from pipeline.tts.plan import PlanItem, Planner, parse_voices
 from pipeline.tts.provenance import audio_digests
 from pipeline.tts.render import manifest_record, render_missing
@@ -58,13 +58,9 @@ def corpus_keys(corpus_dir: str, manifests=()) -> dict[str, str]:
     return known
 
 
-def _terms(lexicon, text: str) -> set[str]:
-    return {m.term for m in lexicon.find(normalize_for_scoring(text).split())}
-
-
 def term_reason(text: str, lexicon, seen=None) -> str | None:
     """Why a sentence does not belong to a general set (lexicon only) or a seen-term set (and `seen`)."""
-    terms = _terms(lexicon, text)
+    terms = passage_terms(lexicon, text)
     if seen is None:
         return f"holds lexicon terms {sorted(terms)} (--general)" if terms else None
     lacking = sorted(t for t in terms if t not in seen)
