@@ -95,11 +95,10 @@ def encoder_store(config: Config, base_dir: Path) -> Any:
 def score_all(config: Config, splits: list[Split], hyps: dict[str, dict[str, list[str]]]) -> dict[str, dict]:
     """scores[split][system]: pipeline.metrics.Scores on the scoring forms. Clinical errors are counted per
     report when the split has pieces of longer dictations (segment stage: `parent_id`), else per utterance."""
-    from pipeline.lexicon import load_lexicon
     from pipeline.metrics import score
     from pipeline.scoring_form import normalize_for_scoring
 
-    lexicon = load_lexicon(config.lexicon) if config.lexicon else None
+    lexicon = _lexicon(config)
     out: dict[str, dict] = {}
     for split in splits:
         refs = [reference_norm(r) for r in split.records]
@@ -142,27 +141,32 @@ def load_splits(config: Config) -> tuple[list[Split], list[Reject]]:
         taken.add(name)
         sources.append((name, path))
     splits, rejects = [], []
+    lexicon = _lexicon(config) if config.evaluate.manifests else None
     for name, path in sources:
         records, bad = _usable_records(path)
         rejects += bad
         if not records:
             raise DictuneError(f"{path}: no usable utterance to evaluate (see {STAGE}/{REJECTS_NAME})")
-        kind = _kind(config, name, records, name not in config.evaluate.splits)
+        kind = _kind(config, name, records, lexicon if name not in config.evaluate.splits else None)
         splits.append(Split(name, path, tuple(records), kind))
         logger.info("evaluate: split %s (%s): %d utterances, %d rejected", name, kind, len(records), len(bad))
     return splits, rejects
 
 
-def _kind(config: Config, name: str, records: list[Record], extra: bool) -> str:
-    """"general": evaluate.general_split, or an extra manifest none of whose references holds a lexicon term
-    (a plain-English set, e.g. a larger general-WER check); every other split is "domain"."""
-    if name == config.evaluate.general_split:
-        return "general"
-    if not extra or not config.lexicon:
-        return "domain"
+def _lexicon(config: Config) -> Any:
     from pipeline.lexicon import load_lexicon
 
-    lexicon = load_lexicon(config.lexicon)
+    return load_lexicon(config.lexicon) if config.lexicon else None
+
+
+def _kind(config: Config, name: str, records: list[Record], lexicon: Any) -> str:
+    """"general": evaluate.general_split, or an extra manifest (given with its `lexicon`) none of whose
+    references holds a lexicon term (a plain-English set, e.g. a larger general-WER check); every other split
+    is "domain"."""
+    if name == config.evaluate.general_split:
+        return "general"
+    if lexicon is None:
+        return "domain"
     return "domain" if any(lexicon.find(reference_norm(r).split()) for r in records) else "general"
 
 

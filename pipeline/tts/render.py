@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import resource
 import time
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.files import atomic_open, sha256_json
+from pipeline.manifest import Record
 from pipeline.tts import SAMPLE_RATE, parse_voice
 from pipeline.tts.plan import PlanItem
 
@@ -67,12 +69,8 @@ def audio_path(item: PlanItem, audio_dir: str | Path) -> Path:
     return Path(audio_dir) / item.split / f"{item.id}.{content_key(item)}.wav"
 
 
-def manifest_record(item: PlanItem, duration: float, audio_dir: str | Path, manifest_dir: str | Path):
+def manifest_record(item: PlanItem, duration: float, audio_dir: str | Path, manifest_dir: str | Path) -> Record:
     """The manifest line of a rendered item; its audio path is relative to the manifest's folder."""
-    import os
-
-    from pipeline.manifest import Record
-
     extra = {"voice": item.voice.spec, "engine": item.voice.engine, "sentence_id": item.passage.id}
     if item.passage.modality:
         extra["modality"] = item.passage.modality
